@@ -1,0 +1,42 @@
+"""The `mofa` command: `mofa <subcommand> [--flags]`.
+
+Each subcommand is a module with absl flags and a `main(argv)`; only the
+chosen one is imported, so flag names never clash between subcommands.
+"""
+
+import importlib
+import sys
+
+from absl import app
+
+SUBCOMMANDS = {
+    'render': ('mofa_ml.commands.render',
+               'render the face model (mean face or random) under SH light'),
+}
+
+
+def usage() -> str:
+  lines = ['usage: mofa <subcommand> [--flags]', '', 'subcommands:']
+  width = max(len(name) for name in SUBCOMMANDS)
+  for name, (_, summary) in SUBCOMMANDS.items():
+    lines.append(f'  {name.ljust(width)}  {summary}')
+  lines += ['', "Run 'mofa <subcommand> --help' for its flags."]
+  return '\n'.join(lines)
+
+
+def main(argv=None):
+  argv = list(sys.argv if argv is None else argv)
+  if len(argv) < 2 or argv[1] in ('-h', '--help', 'help'):
+    print(usage())
+    return 0 if len(argv) >= 2 else 2
+  name = argv[1]
+  if name not in SUBCOMMANDS:
+    print(f"mofa: unknown subcommand '{name}'\n\n{usage()}", file=sys.stderr)
+    return 2
+  module = importlib.import_module(SUBCOMMANDS[name][0])
+  app.run(module.main, argv=[f'mofa {name}'] + argv[2:])
+  return 0
+
+
+if __name__ == '__main__':
+  sys.exit(main())

@@ -1,0 +1,147 @@
+"""Triangle-mesh topology and differential operators.
+
+Host-side helpers (NumPy) build fixed topology once per face model: sub-mesh
+extraction, padded 1-ring neighbourhoods and the cotangent Laplacian. The one
+per-step operation, area-weighted vertex normals, is a pure `jnp` function.
+"""
+
+from typing import Tuple
+
+import chex
+import jax
+import jax.numpy as jnp
+import numpy as np
+import scipy.sparse
+
+
+def restrict_triangles(triangles: np.ndarray, vertex_count: int) -> np.ndarray:
+  """Keeps the triangles whose three vertices all have index < `vertex_count`.
+
+  Args:
+    triangles: (F, 3) int vertex indices.
+    vertex_count: the sub-mesh is the vertex prefix [0, vertex_count).
+
+  Returns:
+    (F', 3) int32 triangles of the sub-mesh (indices unchanged, since the
+    sub-mesh is a prefix).
+  """
+  triangles = np.asarray(triangles)
+  keep = np.all(triangles < vertex_count, axis=1)
+  return triangles[keep].astype(np.int32)
+
+
+def unique_edges(triangles: np.ndarray) -> np.ndarray:
+  """(E, 2) int32 undirected edges (i < j) of a triangle mesh, sorted."""
+  triangles = np.asarray(triangles)
+  edges = np.concatenate(
+      [triangles[:, [0, 1]], triangles[:, [1, 2]], triangles[:, [2, 0]]])
+  return np.unique(np.sort(edges, axis=1), axis=0).astype(np.int32)
+
+
+def one_ring_neighbors(triangles: np.ndarray,
+                       vertex_count: int) -> Tuple[np.ndarray, np.ndarray]:
+  """Padded 1-ring neighbourhoods.
+
+  A padded (N, K) table gathers in one op on any accelerator, which is why it
+  is preferred over a ragged adjacency list here.
+
+  Args:
+    triangles: (F, 3) int vertex indices.
+    vertex_count: N.
+
+  Returns:
+    neighbors: (N, K) int32, K the maximum valence; padded slots repeat the
+      vertex's own index so that gathers stay in bounds.
+    mask: (N, K) bool, True for real neighbours.
+  """
+  edges = unique_edges(triangles)
+  both = np.concatenate([edges, edges[:, ::-1]])
+  order = np.lexsort((both[:, 1], both[:, 0]))
+  both = both[order]
+  counts = np.bincount(both[:, 0], minlength=vertex_count)
+  width = int(counts.max()) if counts.size else 0
+  neighbors = np.repeat(np.arange(vertex_count, dtype=np.int32)[:, None],
+                        width, axis=1)
+  mask = np.zeros((vertex_count, width), dtype=bool)
+  starts = np.concatenate([[0], np.cumsum(counts)[:-1]])
+  slot = np.arange(len(both)) - starts[both[:, 0]]
+  neighbors[both[:, 0], slot] = both[:, 1]
+  mask[both[:, 0], slot] = True
+  return neighbors, mask
+
+
+def cotangent_laplacian(
+    vertices: np.ndarray,
+    triangles: np.ndarray) -> Tuple[scipy.sparse.csr_matrix, np.ndarray]:
+  """Cotangent stiffness matrix and lumped (barycentric) vertex areas.
+
+  Args:
+    vertices: (N, 3) float positions.
+    triangles: (F, 3) int indices.
+
+  Returns:
+    stiffness: (N, N) sparse, symmetric positive semi-definite; constant
+      vectors are in its null space.
+    areas: (N,) float64, one third of the incident triangle areas.
+  """
+  v = np.asarray(vertices, dtype=np.float64)
+  t = np.asarray(triangles)
+  n = len(v)
+  weights = []
+  rows = []
+  cols = []
+  for k in range(3):
+    i, j, o = t[:, (k + 1) % 3], t[:, (k + 2) % 3], t[:, k]
+    a, b = v[i] - v[o], v[j] - v[o]
+    cross = np.linalg.norm(np.cross(a, b), axis=1)
+    cot = np.einsum('fd,fd->f', a, b) / np.maximum(cross, 1e-12)
+    weights.append(0.5 * cot)
+    rows.append(i)
+    cols.append(j)
+  w = np.concatenate(weights)
+  r = np.concatenate(rows)
+  c = np.concatenate(cols)
+  off_diagonal = scipy.sparse.coo_matrix((-w, (r, c)), shape=(n, n))
+  off_diagonal = off_diagonal + off_diagonal.T
+  diagonal = -np.asarray(off_diagonal.sum(axis=1)).ravel()
+  stiffness = (off_diagonal + scipy.sparse.diags(diagonal)).tocsr()
+  face_areas = 0.5 * np.linalg.norm(
+      np.cross(v[t[:, 1]] - v[t[:, 0]], v[t[:, 2]] - v[t[:, 0]]), axis=1)
+  areas = np.bincount(t.ravel(), weights=np.repeat(face_areas, 3) / 3.0,
+                      minlength=n)
+  return stiffness, areas
+
+
+def vertex_normals(vertices: jax.Array, triangles: jax.Array) -> jax.Array:
+  """Area-weighted unit vertex normals.
+
+  Each triangle contributes its unnormalised cross product (twice its area
+  times its unit normal), so large triangles weigh more. Counter-clockwise
+  triangles (seen from outside) give outward normals.
+
+  Args:
+    vertices: (N, 3) float positions.
+    triangles: (F, 3) int indices.
+
+  Returns:
+    (N, 3) unit normals, same dtype as `vertices`. Isolated vertices get a
+    zero vector rather than NaN.
+  """
+  chex.assert_rank(vertices, 2)
+  chex.assert_axis_dimension(vertices, 1, 3)
+  chex.assert_rank(triangles, 2)
+  chex.assert_axis_dimension(triangles, 1, 3)
+  v0 = vertices[triangles[:, 0]]
+  v1 = vertices[triangles[:, 1]]
+  v2 = vertices[triangles[:, 2]]
+  face_normals = jnp.cross(v1 - v0, v2 - v0)
+  summed = jnp.zeros_like(vertices)
+  for k in range(3):
+    summed = summed.at[triangles[:, k]].add(face_normals)
+  return safe_normalize(summed)
+
+
+def safe_normalize(vectors: jax.Array, eps: float = 1e-12) -> jax.Array:
+  """Unit vectors along the last axis, with a finite gradient at zero."""
+  squared = jnp.sum(vectors * vectors, axis=-1, keepdims=True)
+  return vectors * jax.lax.rsqrt(jnp.maximum(squared, eps))

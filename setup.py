@@ -1,0 +1,43 @@
+"""mofa_ml: self-supervised multi-level face model learning in JAX/Flax."""
+
+import setuptools
+
+setuptools.setup(
+    name='mofa_ml',
+    version='0.1.0',
+    description=('Monocular 3D face reconstruction with a jointly learned '
+                 'multi-level face model (Tewari et al., CVPR 2018) in '
+                 'JAX/Flax.'),
+    long_description=open('README.md', encoding='utf-8').read(),
+    long_description_content_type='text/markdown',
+    license='Apache-2.0',
+    python_requires='>=3.10',
+    packages=setuptools.find_packages(include=['mofa_ml', 'mofa_ml.*']),
+    package_data={'mofa_ml': ['assets/*.npz', 'assets/*.txt']},
+    install_requires=[
+        'absl-py>=2.1',
+        'chex>=0.1.86',
+        'dm-pix>=0.4.3',
+        'flax>=0.10',
+        'jax>=0.4.35',
+        'ml_collections>=0.1.1',
+        'numpy>=1.26',
+        'optax>=0.2.3',
+        'orbax-checkpoint>=0.6',
+        'pillow>=10',
+        'scipy>=1.11',
+        'tensorflow-datasets>=4.9',
+        'tqdm>=4.66',
+    ],
+    extras_require={
+        'cpu': ['jax[cpu]'],
+        'cuda12': ['jax[cuda12]'],
+        'test': ['pytest>=8', 'pytest-xdist>=3.5'],
+    },
+    entry_points={'console_scripts': ['mofa=mofa_ml.cli:main']},
+    classifiers=[
+        'Programming Language :: Python :: 3',
+        'License :: OSI Approved :: Apache Software License',
+        'Topic :: Scientific/Engineering :: Image Recognition',
+    ],
+)
