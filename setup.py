@@ -10,10 +10,10 @@ setuptools.setup(
                  'JAX/Flax.'),
     long_description=open('README.md', encoding='utf-8').read(),
     long_description_content_type='text/markdown',
-    license='Apache-2.0',
+    license='MIT',
     python_requires='>=3.10',
     packages=setuptools.find_packages(include=['mofa_ml', 'mofa_ml.*']),
-    package_data={'mofa_ml': ['assets/*.npz', 'assets/*.txt']},
+    package_data={'mofa_ml': ['assets/*.npz', 'assets/*.txt', 'assets/faces/*']},
     install_requires=[
         'absl-py>=2.1',
         'chex>=0.1.86',
@@ -37,7 +37,6 @@ setuptools.setup(
     entry_points={'console_scripts': ['mofa=mofa_ml.cli:main']},
     classifiers=[
         'Programming Language :: Python :: 3',
-        'License :: OSI Approved :: Apache Software License',
         'Topic :: Scientific/Engineering :: Image Recognition',
     ],
 )

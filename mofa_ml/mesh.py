@@ -145,3 +145,44 @@ def safe_normalize(vectors: jax.Array, eps: float = 1e-12) -> jax.Array:
   """Unit vectors along the last axis, with a finite gradient at zero."""
   squared = jnp.sum(vectors * vectors, axis=-1, keepdims=True)
   return vectors * jax.lax.rsqrt(jnp.maximum(squared, eps))
+
+
+def icosphere(subdivisions: int) -> Tuple[np.ndarray, np.ndarray]:
+  """A unit sphere from a subdivided icosahedron.
+
+  Used for lit-sphere pictures and as a test mesh with known normals.
+
+  Args:
+    subdivisions: each level splits every triangle into four.
+
+  Returns:
+    vertices: (V, 3) float64 unit vectors; triangles: (F, 3) int32,
+    counter-clockwise seen from outside.
+  """
+  golden = (1.0 + np.sqrt(5.0)) / 2.0
+  vertices = [(-1, golden, 0), (1, golden, 0), (-1, -golden, 0),
+              (1, -golden, 0), (0, -1, golden), (0, 1, golden),
+              (0, -1, -golden), (0, 1, -golden), (golden, 0, -1),
+              (golden, 0, 1), (-golden, 0, -1), (-golden, 0, 1)]
+  triangles = [(0, 11, 5), (0, 5, 1), (0, 1, 7), (0, 7, 10), (0, 10, 11),
+               (1, 5, 9), (5, 11, 4), (11, 10, 2), (10, 7, 6), (7, 1, 8),
+               (3, 9, 4), (3, 4, 2), (3, 2, 6), (3, 6, 8), (3, 8, 9),
+               (4, 9, 5), (2, 4, 11), (6, 2, 10), (8, 6, 7), (9, 8, 1)]
+  points = [np.asarray(v, np.float64) / np.linalg.norm(v) for v in vertices]
+  for _ in range(subdivisions):
+    midpoint_index = {}
+
+    def midpoint(a, b):
+      key = (min(a, b), max(a, b))
+      if key not in midpoint_index:
+        m = points[a] + points[b]
+        points.append(m / np.linalg.norm(m))
+        midpoint_index[key] = len(points) - 1
+      return midpoint_index[key]
+
+    refined = []
+    for a, b, c in triangles:
+      ab, bc, ca = midpoint(a, b), midpoint(b, c), midpoint(c, a)
+      refined += [(a, ab, ca), (b, bc, ab), (c, ca, bc), (ab, bc, ca)]
+    triangles = refined
+  return np.asarray(points), np.asarray(triangles, np.int32)

@@ -1,0 +1,46 @@
+"""The `mofa` command line, run as a user would."""
+
+import os
+import subprocess
+import sys
+
+import numpy as np
+
+from mofa_ml import image_io
+
+
+def run_mofa(*args, cwd=None):
+  return subprocess.run([sys.executable, '-m', 'mofa_ml.cli', *args],
+                        capture_output=True, text=True, cwd=cwd, timeout=300)
+
+
+def test_usage_and_unknown_subcommand():
+  listing = run_mofa('--help')
+  assert listing.returncode == 0 and 'render' in listing.stdout
+  unknown = run_mofa('frobnicate')
+  assert unknown.returncode == 2
+  assert "unknown subcommand 'frobnicate'" in unknown.stderr
+
+
+def test_render_writes_a_face_and_never_overwrites(tmp_path):
+  output = os.path.join(tmp_path, 'face.png')
+  result = run_mofa('render', f'--output={output}', '--image_size=160',
+                    '--yaw_degrees=0,45')
+  assert result.returncode == 0, result.stderr
+  image = image_io.load_image(output)
+  assert image.shape == (160, 2 * 160 + 4, 3)
+  frontal, turned = image[:, :160], image[:, 164:]
+  for panel in (frontal, turned):
+    face = np.any(np.abs(panel - 0.18) > 0.02, axis=-1)
+    assert 0.3 < face.mean() < 0.9
+  # The frontal face is left-right symmetric in coverage, the turned one not.
+  face = np.any(np.abs(frontal - 0.18) > 0.02, axis=-1)
+  assert abs(face[:, :80].sum() - face[:, 80:].sum()) < 0.05 * face.sum()
+  before = os.path.getmtime(output)
+  again = run_mofa('render', f'--output={output}', '--image_size=160')
+  assert again.returncode != 0
+  assert 'exists; pass --overwrite' in again.stderr
+  assert 'Traceback' not in again.stderr
+  assert os.path.getmtime(output) == before
+  bad = run_mofa('render', f'--output={output}', '--yaw_degrees=left')
+  assert bad.returncode != 0 and 'must be numbers' in bad.stderr
