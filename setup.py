@@ -32,7 +32,8 @@ setuptools.setup(
     extras_require={
         'cpu': ['jax[cpu]'],
         'cuda12': ['jax[cuda12]'],
-        'test': ['pytest>=8', 'pytest-xdist>=3.5'],
+        'test': ['ipykernel>=6.29', 'nbclient>=0.10', 'nbformat>=5.10',
+                 'pytest>=8', 'pytest-xdist>=3.5'],
     },
     entry_points={'console_scripts': ['mofa=mofa_ml.cli:main']},
     classifiers=[

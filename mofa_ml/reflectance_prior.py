@@ -36,7 +36,7 @@ COLOUR_DIRECTIONS = np.array([
 # Per-vertex RMS standard deviation of the constant-field mode per colour
 # axis, in colour units; harmonic k is scaled by HARMONIC_SCALE *
 # sqrt(lambda_1 / lambda_k).
-GLOBAL_RMS_STD = np.array([0.12, 0.04, 0.025])
+GLOBAL_RMS_STD = np.array([0.10, 0.035, 0.015])
 HARMONIC_SCALE = 0.5
 
 
