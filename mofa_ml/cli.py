@@ -5,6 +5,7 @@ chosen one is imported, so flag names never clash between subcommands.
 """
 
 import importlib
+import logging
 import sys
 
 from absl import app
@@ -33,6 +34,8 @@ def main(argv=None):
   if name not in SUBCOMMANDS:
     print(f"mofa: unknown subcommand '{name}'\n\n{usage()}", file=sys.stderr)
     return 2
+  # JAX logs every accelerator plugin it fails to find; users need not see it.
+  logging.getLogger('jax._src.xla_bridge').setLevel(logging.WARNING)
   module = importlib.import_module(SUBCOMMANDS[name][0])
   app.run(module.main, argv=[f'mofa {name}'] + argv[2:])
   return 0

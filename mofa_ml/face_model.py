@@ -121,7 +121,7 @@ class FaceModel:
     return self.mean_reflectance + jnp.einsum(
         '...k,knd->...nd', coefficients, self.reflectance_basis)
 
-  def check_fingerprint(self) -> str:
+  def fingerprint(self) -> str:
     """Short hash of the model's sizes and mean shape (checkpoint checks)."""
     digest = hashlib.sha256()
     digest.update(self.name.encode())

@@ -206,3 +206,13 @@ def test_bfm09_loader_errors_name_the_problem(tmp_path):
   scipy.io.savemat(partial, {'meanshape': np.zeros((1, 9))})
   with pytest.raises(ValueError, match='missing idBase'):
     fm.load_bfm09_front(partial)
+
+
+def test_fingerprint_is_stable_and_tells_models_apart(ict_model, tmp_path):
+  again = fm.load_face_model()
+  assert ict_model.fingerprint() == again.fingerprint()
+  path = os.path.join(tmp_path, 'BFM_model_front.mat')
+  write_synthetic_bfm(path)
+  assert fm.load_bfm09_front(path).fingerprint() != ict_model.fingerprint()
+  shifted = ict_model.replace(mean_shape=ict_model.mean_shape + 1.0)
+  assert shifted.fingerprint() != ict_model.fingerprint()
