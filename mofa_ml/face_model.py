@@ -63,7 +63,8 @@ class FaceModel:
     contour_candidates: (17, Kc) int32 sliding candidates per outline
       landmark, padded with its frontal vertex.
     contour_mask: (17, Kc) bool.
-    skin_mask: (N,) bool, vertices of the global reflectance constancy term.
+    skin_vertices: (M,) int32, the skin mask of the global reflectance
+      constancy term (see `skin_mask` for the (N,) bool form).
     name: static identifier, part of checkpoint compatibility checks.
   """
   mean_shape: jax.Array
@@ -80,7 +81,7 @@ class FaceModel:
   landmark_vertices: jax.Array
   contour_candidates: jax.Array
   contour_mask: jax.Array
-  skin_mask: jax.Array
+  skin_vertices: jax.Array
   name: str = flax.struct.field(pytree_node=False, default='unnamed')
 
   @property
@@ -98,6 +99,11 @@ class FaceModel:
   @property
   def num_reflectance(self) -> int:
     return self.reflectance_basis.shape[0]
+
+  @property
+  def skin_mask(self) -> jax.Array:
+    """(N,) bool, True on the skin vertices."""
+    return jnp.zeros(self.num_vertices, bool).at[self.skin_vertices].set(True)
 
   def geometry(self, shape: jax.Array, expression: jax.Array) -> jax.Array:
     """Base-level vertices.
@@ -261,7 +267,8 @@ def assemble_ict_model(source: Dict[str, np.ndarray],
       landmark_vertices=jnp.asarray(derived['landmark_vertices']),
       contour_candidates=jnp.asarray(derived['contour_candidates']),
       contour_mask=jnp.asarray(derived['contour_mask']),
-      skin_mask=jnp.asarray(derived['skin_mask']),
+      skin_vertices=jnp.asarray(np.flatnonzero(derived['skin_mask']),
+                                jnp.int32),
       name='ict_facekit_front')
 
 
@@ -365,7 +372,7 @@ def load_bfm09_front(path: str) -> FaceModel:
       landmark_vertices=jnp.asarray(landmark_vertices),
       contour_candidates=jnp.asarray(candidates),
       contour_mask=jnp.asarray(candidate_mask),
-      skin_mask=jnp.asarray(skin),
+      skin_vertices=jnp.asarray(np.flatnonzero(skin), jnp.int32),
       name='bfm09_front')
 
 

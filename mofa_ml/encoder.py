@@ -1,0 +1,79 @@
+"""The convolutional encoder: an AlexNet-style trunk and four linear heads.
+
+The paper regresses all parameters with "a modified version of AlexNet".
+The trunk here is single-tower AlexNet (conv 11/4-96, 5-256, 3-384, 3-384,
+3-256, three 3/2 max-pools, two 4096-wide dense layers) on 240 x 240 RGB;
+local response normalisation and dropout are left out (they add nothing on
+this self-supervised task and cost speed). `width` scales every layer for
+small test configurations.
+
+Heads (zero-initialised, so the first prediction is the prior's mean; see
+`network.parameter_scaling`):
+  base: the base-level parameters (257 for the paper's model),
+  geometry / reflectance: the C corrective coefficients delta_g, delta_r,
+  sh_final: the final level's own illumination (27).
+"""
+
+from typing import Dict
+
+import chex
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+
+
+class AlexNetTrunk(nn.Module):
+  """(B, H, W, 3) images in [0, 1] -> (B, F) features."""
+  width: float = 1.0
+  dense_size: int = 4096
+  dtype: jnp.dtype = jnp.float32
+
+  @nn.compact
+  def __call__(self, images: jax.Array) -> jax.Array:
+    chex.assert_rank(images, 4)
+    chex.assert_axis_dimension(images, 3, 3)
+    channels = lambda c: max(8, int(round(c * self.width)))
+    conv = lambda c, k, s, name: nn.Conv(
+        channels(c), (k, k), strides=(s, s),
+        padding='VALID' if k == 11 else 'SAME', dtype=self.dtype, name=name)
+    pool = lambda x: nn.max_pool(x, (3, 3), strides=(2, 2))
+    x = (images.astype(self.dtype) - 0.5) * 4.0
+    x = pool(nn.relu(conv(96, 11, 4, 'conv1')(x)))
+    x = pool(nn.relu(conv(256, 5, 1, 'conv2')(x)))
+    x = nn.relu(conv(384, 3, 1, 'conv3')(x))
+    x = nn.relu(conv(384, 3, 1, 'conv4')(x))
+    x = pool(nn.relu(conv(256, 3, 1, 'conv5')(x)))
+    x = x.reshape(x.shape[0], -1)
+    dense = max(16, int(round(self.dense_size * self.width)))
+    x = nn.relu(nn.Dense(dense, dtype=self.dtype, name='fc6')(x))
+    x = nn.relu(nn.Dense(dense, dtype=self.dtype, name='fc7')(x))
+    return x
+
+
+class Encoder(nn.Module):
+  """Images -> raw head outputs.
+
+  Attributes:
+    base_size: number of base-level parameters.
+    num_correctives: C.
+    width, dense_size: trunk size (see AlexNetTrunk).
+  """
+  base_size: int
+  num_correctives: int
+  width: float = 1.0
+  dense_size: int = 4096
+  dtype: jnp.dtype = jnp.float32
+
+  @nn.compact
+  def __call__(self, images: jax.Array) -> Dict[str, jax.Array]:
+    features = AlexNetTrunk(self.width, self.dense_size, self.dtype,
+                            name='trunk')(images)
+    head = lambda size, name: nn.Dense(
+        size, kernel_init=nn.initializers.zeros, name=name)(
+            features.astype(jnp.float32))
+    return {
+        'base': head(self.base_size, 'base_head'),
+        'geometry': head(self.num_correctives, 'geometry_head'),
+        'reflectance': head(self.num_correctives, 'reflectance_head'),
+        'sh_final': head(27, 'sh_final_head'),
+    }
