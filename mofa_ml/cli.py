@@ -13,6 +13,8 @@ from absl import app
 SUBCOMMANDS = {
     'render': ('mofa_ml.commands.render',
                'render the face model (mean face or random) under SH light'),
+    'train': ('mofa_ml.commands.train',
+              'two-stage self-supervised training (absl + ml_collections)'),
 }
 
 

@@ -7,8 +7,8 @@ local response normalisation and dropout are left out (they add nothing on
 this self-supervised task and cost speed). `width` scales every layer for
 small test configurations.
 
-Heads (zero-initialised, so the first prediction is the prior's mean; see
-`network.parameter_scaling`):
+Heads (initialised small, so the first prediction is near the prior's mean;
+see `network.parameter_scaling`):
   base: the base-level parameters (257 for the paper's model),
   geometry / reflectance: the C corrective coefficients delta_g, delta_r,
   sh_final: the final level's own illumination (27).
@@ -68,9 +68,13 @@ class Encoder(nn.Module):
   def __call__(self, images: jax.Array) -> Dict[str, jax.Array]:
     features = AlexNetTrunk(self.width, self.dense_size, self.dtype,
                             name='trunk')(images)
+    # Small random heads: the first predictions stay within a tenth of a
+    # prior std of the mean face, yet gradients reach the trunk at once
+    # (a zero head would block them until it moved).
+    head_init = nn.initializers.variance_scaling(0.01, 'fan_in',
+                                                 'truncated_normal')
     head = lambda size, name: nn.Dense(
-        size, kernel_init=nn.initializers.zeros, name=name)(
-            features.astype(jnp.float32))
+        size, kernel_init=head_init, name=name)(features.astype(jnp.float32))
     return {
         'base': head(self.base_size, 'base_head'),
         'geometry': head(self.num_correctives, 'geometry_head'),

@@ -87,28 +87,19 @@ def render_points(vertices: jax.Array, reflectance: jax.Array,
       normals=normals)
 
 
-def render_level(model: fm.FaceModel, params: layout_lib.FaceParams,
-                 intrinsics: camera.Intrinsics,
-                 geometry_offsets: Optional[jax.Array] = None,
-                 reflectance_offsets: Optional[jax.Array] = None,
-                 sh: Optional[jax.Array] = None) -> PointRendering:
-  """Parameters of one face -> its point rendering at either level.
+def level_surface(model: fm.FaceModel, params: layout_lib.FaceParams,
+                  geometry_offsets: Optional[jax.Array] = None,
+                  reflectance_offsets: Optional[jax.Array] = None,
+                  sh: Optional[jax.Array] = None):
+  """Model-space vertices, albedo and light of one face at either level.
 
   The base level uses `params` alone. The final level adds the corrective
   outputs F_g (`geometry_offsets`, mm) and F_r (`reflectance_offsets`) and
-  is lit by the final-level SH (`sh`, default `params.sh_final`, or the base
-  SH when the layout shares it).
-
-  Args:
-    model: the base-level face model (N vertices).
-    params: unbatched FaceParams (see `layout.ParameterLayout.split`).
-    intrinsics: the camera.
-    geometry_offsets: (N, 3) or None.
-    reflectance_offsets: (N, 3) or None.
-    sh: (9, 3) or None: overrides the SH choice above.
+  is lit by the final-level SH (`params.sh_final`, or the base SH when the
+  layout shares it); `sh` overrides the light.
 
   Returns:
-    PointRendering.
+    vertices (N, 3) mm, reflectance (N, 3), sh (9, 3).
   """
   vertices = model.geometry(params.shape, params.expression)
   reflectance = model.reflectance(params.reflectance)
@@ -120,6 +111,28 @@ def render_level(model: fm.FaceModel, params: layout_lib.FaceParams,
   if sh is None:
     sh = params.sh_final if final and params.sh_final is not None else (
         params.sh_base)
+  return vertices, reflectance, sh
+
+
+def render_level(model: fm.FaceModel, params: layout_lib.FaceParams,
+                 intrinsics: camera.Intrinsics,
+                 geometry_offsets: Optional[jax.Array] = None,
+                 reflectance_offsets: Optional[jax.Array] = None,
+                 sh: Optional[jax.Array] = None) -> PointRendering:
+  """Parameters of one face -> its point rendering at either level.
+
+  Args:
+    model: the base-level face model (N vertices).
+    params: unbatched FaceParams (see `layout.ParameterLayout.split`).
+    intrinsics: the camera.
+    geometry_offsets, reflectance_offsets, sh: see `level_surface`; None
+      for the base level.
+
+  Returns:
+    PointRendering.
+  """
+  vertices, reflectance, sh = level_surface(model, params, geometry_offsets,
+                                            reflectance_offsets, sh)
   return render_points(vertices, reflectance, model.triangles,
                        params.rotation, params.translation, sh, intrinsics)
 

@@ -6,6 +6,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from mofa_ml import camera
+from mofa_ml import formation
 from mofa_ml import mesh
 from mofa_ml import raster
 from mofa_ml import shading
@@ -66,3 +67,30 @@ def side_by_side(images: Sequence[np.ndarray], gap: int = 4,
       pieces.append(spacer)
     pieces.append(np.asarray(image, np.float32))
   return np.concatenate(pieces, axis=1)
+
+
+def overlay(image: np.ndarray, model, params, intrinsics: camera.Intrinsics,
+            geometry_offsets=None, reflectance_offsets=None,
+            sh=None) -> np.ndarray:
+  """The shaded reconstruction of one face drawn over its photo.
+
+  Args:
+    image: (H, W, 3) photo in [0, 1].
+    model: the face model.
+    params: unbatched FaceParams.
+    intrinsics: the photo's camera.
+    geometry_offsets, reflectance_offsets: (N, 3) final-level correctives,
+      or None for the base level.
+    sh: (9, 3) light; default: the level's own (`formation.level_surface`).
+
+  Returns:
+    (H, W, 3) float32.
+  """
+  vertices, albedo, sh = formation.level_surface(
+      model, params, geometry_offsets, reflectance_offsets, sh)
+  height, width = image.shape[:2]
+  rendered, _ = render_shaded(vertices, jnp.clip(albedo, 0.0, 1.0),
+                              model.triangles, params.rotation,
+                              params.translation, sh, intrinsics, height,
+                              width, background=np.asarray(image, np.float32))
+  return rendered

@@ -1,0 +1,48 @@
+"""`mofa train` (or `python -m mofa_ml.train`): the two-stage training job.
+
+    mofa train --config=experiments/configs/smoke.py --workdir=/tmp/smoke
+    mofa train --config=experiments/configs/paper_stage1.py \
+        --config.dataset=mofa_faces/celeba --workdir=runs/stage1
+
+Any config field can be overridden on the command line
+(`--config.batch_size=10`). Rerunning with the same workdir resumes.
+"""
+
+import logging as pylogging
+
+from absl import app
+from absl import flags
+from absl import logging
+import jax
+from ml_collections import config_flags
+
+from mofa_ml import train
+
+_CONFIG = config_flags.DEFINE_config_file(
+    'config', None, 'Training configuration file (experiments/configs).',
+    lock_config=True)
+_WORKDIR = flags.DEFINE_string('workdir', None,
+                               'Folder for checkpoints and TensorBoard logs.')
+_STOP_AT = flags.DEFINE_integer(
+    'stop_at', None, 'Stop after this step (resume later with the same '
+    'workdir).')
+_DISTRIBUTED = flags.DEFINE_bool(
+    'distributed', False, 'Multi-host run: call jax.distributed.initialize() '
+    'first (coordinator from the cluster environment).')
+flags.mark_flags_as_required(['config', 'workdir'])
+
+
+def main(argv):
+  if len(argv) > 1:
+    raise app.UsageError(f'unexpected arguments: {" ".join(argv[1:])}')
+  # Orbax logs every file it writes at INFO; keep the job's log readable.
+  for name in ('orbax', 'absl'):
+    pylogging.getLogger(name).setLevel(pylogging.WARNING)
+  logging.set_verbosity(logging.WARNING)
+  if _DISTRIBUTED.value:
+    jax.distributed.initialize()
+  print(f'devices: {jax.devices()}')
+  try:
+    train.train_and_evaluate(_CONFIG.value, _WORKDIR.value, _STOP_AT.value)
+  except ValueError as e:
+    raise SystemExit(f'mofa train: {e}') from None
