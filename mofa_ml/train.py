@@ -22,7 +22,6 @@ import os
 import time
 from typing import Any, Dict, Optional
 
-from absl import logging
 import flax
 import jax
 import jax.numpy as jnp
@@ -227,7 +226,7 @@ class Trainer:
           state.params)
       updates, opt_state = tx.update(grads, state.opt_state, state.params)
       params = optax.apply_updates(state.params, updates)
-      terms['gradient_norm'] = optax.global_norm(grads)
+      terms['gradient_norm'] = optax.tree.norm(grads)
       return TrainState(state.step + 1, params, opt_state), terms
 
     self._steps[stage_index] = jax.jit(
@@ -335,8 +334,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
   if manager.latest_step() is not None:
     state, meta = restore(manager, trainer)
     stage_index = meta['stage']
-    logging.info('resumed from step %d (stage %d)', int(state.step),
-                 stage_index + 1)
+    tqdm.tqdm.write(f'resumed from step {int(state.step)} '
+                    f'(stage {stage_index + 1}) in {workdir}')
   elif config.init_checkpoint:
     source = _checkpoint_manager(config.init_checkpoint, config)
     if source.latest_step() is None:

@@ -8,3 +8,12 @@ from mofa_ml import face_model
 @pytest.fixture(scope='session')
 def ict_model():
   return face_model.load_face_model()
+
+
+@pytest.fixture(scope='session')
+def tiny_data_dir(tmp_path_factory):
+  """A TFDS folder holding the prepared 'mofa_synthetic/tiny' corpus."""
+  from mofa_ml.data import input_pipeline  # pylint: disable=g-import-not-at-top
+  data_dir = str(tmp_path_factory.mktemp('tfds'))
+  input_pipeline.load_source('mofa_synthetic/tiny', 'train', data_dir)
+  return data_dir

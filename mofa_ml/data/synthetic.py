@@ -46,8 +46,11 @@ class SyntheticConfig:
   max_yaw: float = 40.0
   max_pitch: float = 15.0
   max_roll: float = 10.0
-  distance_range: tuple = (800.0, 1100.0)
-  offcentre_mm: float = 15.0
+  # The landmarks' bounding box spans this fraction of the crop (a tight
+  # face crop), which sets the distance; the face shifts off-centre by up
+  # to `max_shift` of the room left inside the crop.
+  landmark_extent_range: tuple = (0.55, 0.75)
+  max_shift: float = 0.8
   out_of_space: bool = True
   bump_count: int = 6
   bump_amplitude_mm: float = 4.0
@@ -162,10 +165,16 @@ def generate_face(key: jax.Array, model: fm.FaceModel,
                                     config.max_roll]))
   angles = jax.random.uniform(keys[3], (3,), minval=-1.0, maxval=1.0) * limits
   vertices = model.geometry(shape, expression)
-  distance = jax.random.uniform(keys[4], (), minval=config.distance_range[0],
-                                maxval=config.distance_range[1])
+  marks = vertices[model.landmark_vertices]
+  extent_mm = jnp.max(jnp.max(marks[:, :2], 0) - jnp.min(marks[:, :2], 0))
+  fraction = jax.random.uniform(keys[4], (),
+                                minval=config.landmark_extent_range[0],
+                                maxval=config.landmark_extent_range[1])
+  focal = jnp.mean(jnp.asarray(intrinsics.focal_length))
+  distance = focal * extent_mm / (fraction * config.image_size)
+  room_mm = (1.0 - fraction) * config.image_size / 2 * distance / focal
   shift = jax.random.uniform(keys[5], (3,), minval=-1.0, maxval=1.0) * (
-      config.offcentre_mm * jnp.asarray([1.0, 1.0, 0.0]))
+      config.max_shift * room_mm * jnp.asarray([1.0, 1.0, 0.0]))
   translation = camera.centring_translation(
       vertices, model.landmark_vertices, angles, distance) + shift
   sh = _random_light(keys[6])

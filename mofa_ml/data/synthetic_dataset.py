@@ -42,6 +42,9 @@ class MofaSynthetic(tfds.core.GeneratorBasedBuilder):
   RELEASE_NOTES = {'1.0.0': 'First release.'}
   BUILDER_CONFIGS = [
       SyntheticBuilderConfig(
+          name='tiny', description='A handful of faces for unit tests.',
+          split_sizes={'train': 40, 'validation': 8, 'test': 16}),
+      SyntheticBuilderConfig(
           name='smoke', description='A few hundred faces for tests.',
           split_sizes={'train': 256, 'validation': 32, 'test': 64}),
       SyntheticBuilderConfig(

@@ -1,0 +1,109 @@
+"""The synthetic corpus and the input pipeline."""
+
+import chex
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from mofa_ml import camera
+from mofa_ml import layout as layout_lib
+from mofa_ml import objective
+from mofa_ml.data import input_pipeline
+from mofa_ml.data import synthetic
+
+
+@pytest.fixture(scope='module')
+def faces(ict_model):
+  layout = layout_lib.ParameterLayout.for_model(ict_model)
+  return jax.device_get(synthetic.generate_batch(
+      jax.random.PRNGKey(3), ict_model, layout, camera.default_intrinsics(),
+      synthetic.SyntheticConfig(), 6))
+
+
+def test_generated_faces_have_consistent_ground_truth(ict_model, faces):
+  n = ict_model.num_vertices
+  chex.assert_shape(faces['image'], (6, 240, 240, 3))
+  chex.assert_shape(faces['landmarks'], (6, 68, 2))
+  chex.assert_shape([faces['vertices'], faces['albedo']], (6, n, 3))
+  assert not faces['overflow'].any()
+  assert 0.0 <= faces['image'].min() and faces['image'].max() <= 1.0
+  layout = layout_lib.ParameterLayout.for_model(ict_model, 0, False)
+  for index in range(6):
+    params = layout.split(jnp.asarray(faces['params'][index]))
+    base = ict_model.geometry(params.shape, params.expression)
+    # Out-of-space: the true surface leaves the base model by up to a few
+    # mm, but stays close to it.
+    deviation = np.linalg.norm(faces['vertices'][index] - base, axis=-1)
+    assert 0.3 < deviation.max() < 8.0
+    # Landmarks lie inside the image and on the face.
+    marks = faces['landmarks'][index]
+    assert np.all((marks > 0) & (marks < 239))
+
+
+def test_ground_truth_parameters_explain_the_landmarks(ict_model, faces):
+  # Projecting the true surface's landmark vertices with the true pose
+  # reproduces the fixed (inner) landmarks exactly.
+  layout = layout_lib.ParameterLayout.for_model(ict_model, 0, False)
+  intrinsics = camera.default_intrinsics()
+  params = layout.split(jnp.asarray(faces['params'][0]))
+  points = camera.rigid_transform(jnp.asarray(faces['vertices'][0]),
+                                  camera.pose_rotation(params.rotation),
+                                  params.translation)
+  pixels = camera.project(points, intrinsics)
+  fixed = np.asarray(ict_model.landmark_vertices)[17:]
+  np.testing.assert_allclose(pixels[fixed], faces['landmarks'][0][17:],
+                             atol=1e-3)
+  # The objective at the ground truth is small for the landmarks.
+  terms = objective.face_objective(
+      ict_model, intrinsics, objective.LossConfig(), params,
+      jnp.zeros((ict_model.num_vertices, 3)),
+      jnp.zeros((ict_model.num_vertices, 3)), jnp.asarray(faces['image'][0]),
+      jnp.asarray(faces['landmarks'][0]),
+      jnp.asarray(faces['landmark_confidence'][0]), jax.random.PRNGKey(0))
+  assert float(terms['landmark_error_px']) < 3.0
+
+
+def test_generation_is_a_pure_function_of_the_key(ict_model):
+  layout = layout_lib.ParameterLayout.for_model(ict_model)
+  make = lambda seed: synthetic.generate_batch(
+      jax.random.PRNGKey(seed), ict_model, layout,
+      camera.default_intrinsics(), synthetic.SyntheticConfig(), 2)
+  first, again, other = make(11), make(11), make(12)
+  np.testing.assert_array_equal(first['image'], again['image'])
+  assert np.abs(first['image'] - other['image']).mean() > 0.01
+
+
+def test_tfds_corpus_loads_through_the_training_pipeline(tiny_data_dir):
+  source = input_pipeline.load_source('mofa_synthetic/tiny', 'train',
+                                      tiny_data_dir)
+  assert len(source) == 40
+  example = source[0]
+  assert example['image'].dtype == np.uint8
+  assert example['vertices'].dtype == np.float16
+  batches = input_pipeline.training_batches(source, 5, seed=3)
+  batch = next(batches)
+  chex.assert_shape(batch['image'], (5, 240, 240, 3))
+  chex.assert_shape(batch['landmarks'], (5, 68, 2))
+  chex.assert_shape(batch['landmark_confidence'], (5, 68))
+  assert batch['image'].dtype == np.uint8
+  # Resuming at step 7 reads what an uninterrupted reader reads there.
+  uninterrupted = [next(batches)['landmarks'] for _ in range(7)][-1]
+  resumed = next(input_pipeline.training_batches(source, 5, seed=3,
+                                                 start_step=7))['landmarks']
+  np.testing.assert_array_equal(uninterrupted, resumed)
+  test = input_pipeline.load_source('mofa_synthetic/tiny', 'test',
+                                    tiny_data_dir)
+  sizes = [len(b['image']) for b in input_pipeline.evaluation_batches(test, 6)]
+  assert sizes == [6, 6, 4]
+
+
+def test_pipeline_errors_are_clear(tiny_data_dir):
+  with pytest.raises(ValueError, match='unknown dataset'):
+    input_pipeline.load_source('no_such_dataset_here', 'train', tiny_data_dir)
+  with pytest.raises(ValueError, match='no split'):
+    input_pipeline.load_source('mofa_synthetic/tiny', 'holdout', tiny_data_dir)
+  source = input_pipeline.load_source('mofa_synthetic/tiny', 'validation',
+                                      tiny_data_dir)
+  with pytest.raises(ValueError, match='fewer than one batch'):
+    input_pipeline.training_batches(source, 9, seed=0)
