@@ -119,15 +119,17 @@ def face_objective(model: fm.FaceModel, intrinsics: camera.Intrinsics,
   zero = jnp.zeros((), base.pixels.dtype)
   terms.update(photo_final=zero, smo=zero, ref=zero, glo=zero, sta=zero)
   if config.final_level:
-    final = formation.render_level(model, params, intrinsics,
-                                   geometry_offsets, reflectance_offsets)
+    vertices, albedo, sh = formation.level_surface(
+        model, params, geometry_offsets, reflectance_offsets)
+    final = formation.render_points(vertices, albedo, model.triangles,
+                                    params.rotation, params.translation, sh,
+                                    intrinsics)
     observed_final, inside = formation.sample_image(image, final.pixels)
     visible_final = final.visible * inside
     terms['photo_final'] = losses.photometric(observed_final, final.colors,
                                               visible_final)
     metrics['photometric_error_final'] = _mean_visible_distance(
         observed_final, final.colors, visible_final)
-    albedo = model.reflectance(params.reflectance) + reflectance_offsets
     offsets = geometry_offsets / config.length_unit_mm
     terms['smo'] = losses.corrective_smoothness(offsets, model.neighbors,
                                                 model.neighbor_mask)
