@@ -13,6 +13,9 @@ from absl import app
 SUBCOMMANDS = {
     'render': ('mofa_ml.commands.render',
                'render the face model (mean face or random) under SH light'),
+    'prepare': ('mofa_ml.commands.prepare',
+                'photos, folders or videos -> cropped faces with landmarks '
+                '(TFDS)'),
     'train': ('mofa_ml.commands.train',
               'two-stage self-supervised training (absl + ml_collections)'),
 }

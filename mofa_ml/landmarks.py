@@ -29,6 +29,37 @@ RIGHT_EYE_OUTER_CORNER = 36
 LEFT_EYE_OUTER_CORNER = 45
 
 
+def _mirror_permutation():
+  pairs = [(k, 16 - k) for k in range(8)]                      # jaw
+  pairs += [(17 + k, 26 - k) for k in range(5)]                # brows
+  pairs += [(31, 35), (32, 34)]                                # nostrils
+  pairs += [(36, 45), (37, 44), (38, 43), (39, 42), (40, 47), (41, 46)]
+  pairs += [(48, 54), (49, 53), (50, 52), (55, 59), (56, 58)]  # outer lips
+  pairs += [(60, 64), (61, 63), (65, 67)]                      # inner lips
+  order = list(range(68))
+  for a, b in pairs:
+    order[a], order[b] = b, a
+  return tuple(order)
+
+
+# MIRROR[k]: the index that landmark k takes in a horizontally flipped image.
+MIRROR = _mirror_permutation()
+
+
+def normalised_mean_error(predicted: np.ndarray,
+                          ground_truth: np.ndarray) -> float:
+  """68-point NME: mean point distance over the outer-eye-corner distance."""
+  predicted, ground_truth = np.asarray(predicted), np.asarray(ground_truth)
+  if predicted.shape != (NUM_LANDMARKS, 2) or ground_truth.shape != (
+      NUM_LANDMARKS, 2):
+    raise ValueError(f'expected two ({NUM_LANDMARKS}, 2) arrays, got '
+                     f'{predicted.shape} and {ground_truth.shape}')
+  scale = np.linalg.norm(ground_truth[RIGHT_EYE_OUTER_CORNER] -
+                         ground_truth[LEFT_EYE_OUTER_CORNER])
+  return float(np.mean(np.linalg.norm(predicted - ground_truth, axis=1)) /
+               scale)
+
+
 def read_pts(path: str, one_based: bool = True) -> np.ndarray:
   """Reads an iBUG/menpo .pts file with 68 points.
 

@@ -1,0 +1,87 @@
+"""`mofa prepare`: photos, folders or videos -> a training dataset.
+
+    mofa prepare --input=~/data/celeba/img_align_celeba --output=~/data/celeba_mofa \
+        --name=celeba
+    mofa train --config=experiments/configs/paper_stage1.py \
+        --config.dataset=mofa_faces/celeba \
+        --config.data_dir=~/data/celeba_mofa/tfds --workdir=runs/stage1
+
+Faces are found with dlib (or read from .pts / .ljson files beside the
+photos), cropped to 240 x 240 around the 68 landmarks and stored as the
+TFDS dataset mofa_faces/<name>. Rerunning the same command resumes; nothing
+is written next to the inputs.
+"""
+
+from absl import app
+from absl import flags
+from absl import logging
+
+from mofa_ml.data import prepare
+
+_INPUT = flags.DEFINE_multi_string(
+    'input', None, 'Folder (searched recursively), image, video, or .txt '
+    'list of paths; repeat the flag for several.')
+_OUTPUT = flags.DEFINE_string('output', None, 'Folder for the prepared data.')
+_NAME = flags.DEFINE_string('name', 'faces',
+                            'Dataset name: mofa_faces/<name>.')
+_FRAME_STEP = flags.DEFINE_integer('frame_step', 10,
+                                   'Use every n-th frame of videos.')
+_SHARD_SIZE = flags.DEFINE_integer('shard_size', 256,
+                                   'Images per shard (the unit of resume).')
+_VALIDATION = flags.DEFINE_float('validation_fraction', 0.02,
+                                 'Share of sources in the validation split.')
+_MIN_CONFIDENCE = flags.DEFINE_float(
+    'min_confidence', 0.3, 'Drop faces whose mean landmark confidence '
+    '(mirror-fit agreement, 0..1) is lower.')
+_MIN_EYES = flags.DEFINE_float('min_eye_distance_px', 20.0,
+                               'Drop faces smaller than this.')
+_ALL_FACES = flags.DEFINE_bool('all_faces', False,
+                               'Keep every face of a photo, not the largest.')
+_WORKERS = flags.DEFINE_integer('num_workers', 1,
+                                'Processes preparing shards in parallel.')
+_PART = flags.DEFINE_string(
+    'part', '0/1', 'i/n: prepare only every n-th shard starting at i, to '
+    'spread one preparation over machines sharing --output; the last part '
+    'to finish (or a final plain run) builds the dataset.')
+flags.mark_flags_as_required(['input', 'output'])
+
+
+def main(argv):
+  if len(argv) > 1:
+    raise app.UsageError(f'unexpected arguments: {" ".join(argv[1:])}')
+  # TFDS warns about custom configs and draws its own progress bars.
+  logging.set_verbosity(logging.ERROR)
+  import tensorflow_datasets as tfds  # pylint: disable=g-import-not-at-top
+  tfds.disable_progress_bar()
+  try:
+    part_index, part_count = (int(v) for v in _PART.value.split('/'))
+    assert 0 <= part_index < part_count
+  except (ValueError, AssertionError):
+    raise app.UsageError(f'--part must be i/n with 0 <= i < n, got '
+                         f'{_PART.value}') from None
+  options = prepare.PrepareOptions(
+      name=_NAME.value, frame_step=_FRAME_STEP.value,
+      shard_size=_SHARD_SIZE.value, validation_fraction=_VALIDATION.value,
+      min_confidence=_MIN_CONFIDENCE.value,
+      min_eye_distance_px=_MIN_EYES.value, all_faces=_ALL_FACES.value,
+      num_workers=_WORKERS.value, part_index=part_index,
+      part_count=part_count)
+  try:
+    report = prepare.prepare(_INPUT.value, _OUTPUT.value, options)
+  except (ValueError, ImportError) as e:
+    raise SystemExit(f'mofa prepare: {e}') from None
+  if report['dataset'] is None:
+    print(f'part {_PART.value} done; {report["shards_missing"]} of '
+          f'{report["shards"]} shards are still to be prepared by other '
+          'parts')
+    return
+  faces = report['faces']
+  print(f'{report["dataset"]}: {faces["train"]} train and '
+        f'{faces["validation"]} validation faces in {report["data_dir"]}')
+  if report['rejected']:
+    print(f'rejected {report["rejected"]}: ' + ', '.join(
+        f'{count} {reason}' for reason, count in
+        report['rejected_by_reason'].items()))
+  for problem in report['input_problems']:
+    print(f'skipped: {problem}')
+  print(f'details: {_OUTPUT.value}/report.json')

