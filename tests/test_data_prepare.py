@@ -151,7 +151,7 @@ def test_prepare_counts_rejects_resumes_and_feeds_the_pipeline(tmp_path,
   small = dataclasses.replace(options, shard_size=2)
   first = prepare.prepare([inputs], split, dataclasses.replace(
       small, part_index=0, part_count=2, num_workers=2), progress=False)
-  assert first['dataset'] is None and first['shards_missing'] == 2
+  assert first['dataset'] is None and first['shards_missing'] == 1
   second = prepare.prepare([inputs], split, dataclasses.replace(
       small, part_index=1, part_count=2), progress=False,
                            landmarker=landmarker)
