@@ -40,7 +40,7 @@ setuptools.setup(
         'cpu': ['jax[cpu]'],
         'cuda12': ['jax[cuda12]'],
         'test': ['ipykernel>=6.29', 'nbclient>=0.10', 'nbformat>=5.10',
-                 'pytest>=8', 'pytest-xdist>=3.5'],
+                 'pytest>=8', 'pytest-xdist>=3.5', 'trimesh>=4'],
     },
     entry_points={'console_scripts': ['mofa=mofa_ml.cli:main']},
     classifiers=[

@@ -11,6 +11,9 @@ import sys
 from absl import app
 
 SUBCOMMANDS = {
+    'reconstruct': ('mofa_ml.commands.reconstruct',
+                    'photos -> 3D faces (meshes, textures, parameters, '
+                    'pictures)'),
     'render': ('mofa_ml.commands.render',
                'render the face model (mean face or random) under SH light'),
     'prepare': ('mofa_ml.commands.prepare',
@@ -42,7 +45,9 @@ def main(argv=None):
   # JAX logs every accelerator plugin it fails to find; users need not see it.
   logging.getLogger('jax._src.xla_bridge').setLevel(logging.WARNING)
   module = importlib.import_module(SUBCOMMANDS[name][0])
-  app.run(module.main, argv=[f'mofa {name}'] + argv[2:])
+  # Libraries (orbax, TFDS) log routine steps at INFO through absl; start
+  # at WARNING, which a later --verbosity on the command line overrides.
+  app.run(module.main, argv=[f'mofa {name}', '--verbosity=-1'] + argv[2:])
   return 0
 
 

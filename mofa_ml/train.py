@@ -417,3 +417,34 @@ if __name__ == '__main__':
   from absl import app  # pylint: disable=g-import-not-at-top
   from mofa_ml.commands import train as train_command  # pylint: disable=g-import-not-at-top
   app.run(train_command.main)
+
+
+def load_regressor(directory: str):
+  """(Trainer, params) of a trained run, for inference.
+
+  Args:
+    directory: a training workdir or its checkpoints/ folder.
+
+  Raises:
+    ValueError: no checkpoint there, or one this code cannot use.
+  """
+  folder = os.path.join(directory, 'checkpoints')
+  folder = folder if os.path.isdir(folder) else directory
+  if not os.path.isdir(folder):
+    raise ValueError(f'checkpoint folder not found: {directory}')
+  manager = ocp.CheckpointManager(
+      os.path.abspath(folder), item_names=('state', 'meta'),
+      options=ocp.CheckpointManagerOptions(read_only=True, create=False))
+  step = manager.latest_step()
+  if step is None:
+    raise ValueError(f'no checkpoint in {folder}')
+  try:
+    meta = manager.restore(step, args=ocp.args.Composite(
+        meta=ocp.args.JsonRestore()))['meta']
+    config = ml_collections.ConfigDict(meta['config'])
+  except (KeyError, ValueError, FileNotFoundError) as e:
+    raise ValueError(f'{folder}/{step} is not a mofa_ml checkpoint ({e})'
+                     ) from None
+  trainer = Trainer(config)
+  state, _ = restore(manager, trainer, step)
+  return trainer, state.params

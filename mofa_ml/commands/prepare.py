@@ -14,7 +14,6 @@ is written next to the inputs.
 
 from absl import app
 from absl import flags
-from absl import logging
 
 from mofa_ml.data import prepare
 
@@ -49,8 +48,7 @@ flags.mark_flags_as_required(['input', 'output'])
 def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f'unexpected arguments: {" ".join(argv[1:])}')
-  # TFDS warns about custom configs and draws its own progress bars.
-  logging.set_verbosity(logging.ERROR)
+  # TFDS draws its own progress bars; ours is enough.
   import tensorflow_datasets as tfds  # pylint: disable=g-import-not-at-top
   tfds.disable_progress_bar()
   try:

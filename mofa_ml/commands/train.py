@@ -8,11 +8,8 @@ Any config field can be overridden on the command line
 (`--config.batch_size=10`). Rerunning with the same workdir resumes.
 """
 
-import logging as pylogging
-
 from absl import app
 from absl import flags
-from absl import logging
 import jax
 from ml_collections import config_flags
 
@@ -35,10 +32,6 @@ flags.mark_flags_as_required(['config', 'workdir'])
 def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f'unexpected arguments: {" ".join(argv[1:])}')
-  # Orbax logs every file it writes at INFO; keep the job's log readable.
-  for name in ('orbax', 'absl'):
-    pylogging.getLogger(name).setLevel(pylogging.WARNING)
-  logging.set_verbosity(logging.WARNING)
   if _DISTRIBUTED.value:
     jax.distributed.initialize()
   print(f'devices: {jax.devices()}')

@@ -1,0 +1,191 @@
+"""Exports, per-image fitting and `mofa reconstruct` end to end."""
+
+import json
+import os
+import subprocess
+import sys
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+import trimesh
+
+from mofa_ml import camera
+from mofa_ml import export
+from mofa_ml import fit
+from mofa_ml import image_io
+from mofa_ml import landmarks as lm
+from mofa_ml import layout as layout_lib
+from mofa_ml import samples
+from mofa_ml.data import synthetic
+
+# Measured NME of the reconstruction's projected model landmarks against
+# the ground-truth .pts: breakingbad 0.104, einstein 0.103, takeo 0.050.
+NME_BOUNDS = {'breakingbad': 0.14, 'einstein': 0.14, 'takeo': 0.08}
+OUTPUTS = ('mesh_base.ply', 'mesh_base.obj', 'mesh_final.ply',
+           'mesh_final.obj', 'textured_final.obj', 'textured_final.mtl',
+           'textured_final_albedo.png', 'code.mofa', 'reconstruction.json',
+           'overlay.png', 'overlay_base.png', 'reflectance.png',
+           'shading.png', 'lit_sphere.png')
+
+
+def run_mofa(*args):
+  return subprocess.run([sys.executable, '-m', 'mofa_ml.cli', *args],
+                        capture_output=True, text=True, timeout=900)
+
+
+def test_mesh_files_reload_with_counts_and_colours(ict_model, tmp_path):
+  vertices = np.asarray(ict_model.mean_shape)
+  triangles = np.asarray(ict_model.triangles)
+  colours = np.asarray(ict_model.mean_reflectance)
+  uv = export.cylindrical_uv(vertices)
+  assert uv.min() >= 0.0 and uv.max() <= 1.0
+  texture = export.bake_texture(uv, triangles, colours, 256)
+  files = {'m.ply': export.ply_bytes(vertices, triangles, colours),
+           'm.obj': export.obj_bytes(vertices, triangles, colours)}
+  files.update(export.textured_obj_files('t', vertices, triangles, uv,
+                                         texture))
+  export.write_files(str(tmp_path), files)
+  for name in ('m.ply', 'm.obj'):
+    loaded = trimesh.load(str(tmp_path / name), process=False)
+    assert loaded.vertices.shape == vertices.shape
+    np.testing.assert_array_equal(loaded.faces, triangles)
+    np.testing.assert_allclose(loaded.vertices, vertices, atol=1e-3)
+    np.testing.assert_allclose(loaded.visual.vertex_colors[:, :3] / 255.0,
+                               colours, atol=1 / 255 + 1e-6)
+  textured = trimesh.load(str(tmp_path / 't.obj'), process=False)
+  assert textured.visual.kind == 'texture'
+  assert len(textured.faces) == len(triangles)
+  # Baked texels equal the colour of the vertices they sit on.
+  picture = image_io.load_image(str(tmp_path / 't_albedo.png'))
+  texel = np.round([uv[:, 0] * 255, (1 - uv[:, 1]) * 255]).astype(int)
+  sampled = picture[texel[1], texel[0]]
+  assert np.median(np.abs(sampled - colours)) < 0.01
+  with pytest.raises(FileExistsError, match='--overwrite'):
+    export.write_files(str(tmp_path), {'m.ply': b'x'})
+
+
+def test_fitting_lowers_errors_and_final_beats_base(ict_model):
+  layout = layout_lib.ParameterLayout.for_model(ict_model)
+  face = jax.device_get(synthetic.generate_batch(
+      jax.random.PRNGKey(21), ict_model, layout, camera.default_intrinsics(),
+      synthetic.SyntheticConfig(beard_probability=1.0), 1))
+  result = fit.fit_face(ict_model, camera.default_intrinsics(),
+                        jnp.asarray(face['image'][0]),
+                        jnp.asarray(face['landmarks'][0]),
+                        jnp.asarray(face['landmark_confidence'][0]),
+                        fit.FitConfig(base_steps=120, final_steps=80))
+  start, end = result.start, result.end
+  assert float(end['landmark_error_px']) < 0.4 * float(
+      start['landmark_error_px'])
+  assert float(end['photometric_error_base']) < 0.7 * float(
+      start['photometric_error_base'])
+  assert float(end['photometric_error_final']) < 0.8 * float(
+      end['photometric_error_base'])
+
+
+@pytest.fixture(scope='module')
+def reconstructed(tmp_path_factory):
+  output = tmp_path_factory.mktemp('reconstruct')
+  result = run_mofa('reconstruct', *[f'--input=sample:{name}' for name in
+                                     samples.SAMPLE_NAMES],
+                    '--faces=largest', f'--output={output}',
+                    '--fit_steps=150,100')
+  assert result.returncode == 0, result.stderr
+  return output
+
+
+@pytest.mark.parametrize('name', samples.SAMPLE_NAMES)
+def test_reconstruct_writes_everything_and_aligns(reconstructed, ict_model,
+                                                  name):
+  folder = reconstructed / name
+  assert sorted(os.listdir(folder)) == sorted(OUTPUTS)
+  for mesh_file in ('mesh_base.ply', 'mesh_final.obj', 'textured_final.obj'):
+    loaded = trimesh.load(str(folder / mesh_file), process=False)
+    assert loaded.vertices.shape == (ict_model.num_vertices, 3)
+    assert loaded.faces.shape == ict_model.triangles.shape
+  code = (folder / 'code.mofa').read_bytes()
+  assert len(code) < 5 * 1024
+  vector, layout = layout_lib.decode(code, ict_model.name)
+  assert layout.size == vector.size
+  description = json.loads((folder / 'reconstruction.json').read_text())
+  truth = lm.read_pts(samples.sample_faces()[name].landmarks_path)
+  projected = np.asarray(description['landmarks']['model_projected'])
+  assert lm.normalised_mean_error(projected, truth) < NME_BOUNDS[name]
+  metrics = description['metrics']
+  assert metrics['landmark_error_px'] < metrics['start_landmark_error_px']
+  assert (metrics['photometric_error_base'] <
+          metrics['start_photometric_error_base'])
+  assert metrics['photometric_error_final'] < metrics['photometric_error_base']
+  photo = image_io.load_image(samples.sample_faces()[name].image_path)
+  overlay = image_io.load_image(str(folder / 'overlay.png'))
+  assert overlay.shape == photo.shape
+  changed = np.any(np.abs(overlay - photo) > 0.02, axis=-1)
+  assert changed.any()
+  # Every changed pixel lies around the face, within its landmarks' box.
+  rows, cols = np.nonzero(changed)
+  low, high = truth.min(0), truth.max(0)
+  margin = 0.6 * np.max(high - low)
+  assert cols.min() > low[0] - margin and cols.max() < high[0] + margin
+  assert rows.min() > low[1] - margin and rows.max() < high[1] + margin
+
+
+def test_bad_inputs_give_one_line_and_keep_other_results(tmp_path):
+  output = str(tmp_path / 'out')
+  noise = str(tmp_path / 'noise.png')
+  image_io.save_image(noise, np.random.default_rng(0).uniform(
+      size=(200, 260, 3)))
+  broken = str(tmp_path / 'broken.jpg')
+  with open(broken, 'wb') as f:
+    f.write(b'not an image')
+  result = run_mofa('reconstruct', f'--input={tmp_path}/missing.jpg',
+                    f'--input={broken}', f'--input={noise}',
+                    '--input=sample:breakingbad', '--input=sample:takeo',
+                    f'--output={output}', '--fit_steps=20,10')
+  assert result.returncode == 1
+  errors = result.stderr
+  assert 'missing.jpg: file not found' in errors
+  assert 'broken.jpg: not a readable image' in errors
+  assert 'noise.png: no face found' in errors
+  assert 'faces found; choose with --faces=largest or --faces=all' in errors
+  assert 'Traceback' not in errors
+  assert os.path.isfile(os.path.join(output, 'takeo', 'mesh_final.ply'))
+  again = run_mofa('reconstruct', '--input=sample:takeo',
+                   f'--output={output}', '--fit_steps=5,5')
+  assert again.returncode == 1 and 'pass --overwrite' in again.stderr
+  unwritable = run_mofa('reconstruct', '--input=sample:takeo',
+                        f'--output={noise}/inside')
+  assert unwritable.returncode != 0
+  assert 'output folder not writable' in unwritable.stderr
+  no_checkpoint = run_mofa('reconstruct', '--input=sample:takeo',
+                           f'--output={output}',
+                           f'--checkpoint={tmp_path}')
+  assert no_checkpoint.returncode != 0
+  assert 'no checkpoint in' in no_checkpoint.stderr
+  assert 'Traceback' not in no_checkpoint.stderr
+
+
+def test_regressor_checkpoints_are_used_or_refused(tiny_data_dir, tmp_path):
+  sys.path.insert(0, os.path.dirname(__file__))
+  import test_face_model  # pylint: disable=g-import-not-at-top
+  import test_train  # pylint: disable=g-import-not-at-top
+  from mofa_ml import train  # pylint: disable=g-import-not-at-top
+  config = test_train.tiny_config(tiny_data_dir, stage1=1, stage2=1)
+  train.train_and_evaluate(config, str(tmp_path / 'ict_run'))
+  output = str(tmp_path / 'out')
+  regressed = run_mofa('reconstruct', '--input=sample:takeo',
+                       f'--output={output}',
+                       f'--checkpoint={tmp_path / "ict_run"}', '--nofit')
+  assert regressed.returncode == 0, regressed.stderr
+  assert sorted(os.listdir(os.path.join(output, 'takeo'))) == sorted(OUTPUTS)
+  bfm = str(tmp_path / 'BFM_model_front.mat')
+  test_face_model.write_synthetic_bfm(bfm)
+  config.model.bfm_path = bfm
+  train.train_and_evaluate(config, str(tmp_path / 'bfm_run'))
+  refused = run_mofa('reconstruct', '--input=sample:takeo',
+                     f'--output={output}',
+                     f'--checkpoint={tmp_path / "bfm_run"}')
+  assert refused.returncode != 0
+  assert 'trained with another face model' in refused.stderr
+  assert 'Traceback' not in refused.stderr
