@@ -36,6 +36,9 @@ class FitConfig:
   reflectance_learning_rate: float = 0.005
   base_loss: objective.LossConfig = objective.LossConfig()
   final_loss: objective.LossConfig = objective.LossConfig.stage2()
+  # Keep identity (shape and reflectance coefficients, corrective fields)
+  # at `initial`; fit pose, expression and light only (video frames).
+  fixed_identity: bool = False
 
 
 class FitResult(NamedTuple):
@@ -110,12 +113,19 @@ def _fit(model, scaling, intrinsics, image, landmarks, confidence, config,
                                     geometry, reflectance, image, landmarks,
                                     confidence, key)
 
+  free = jnp.ones(layout.size)
+  if config.fixed_identity:
+    for name in ('shape', 'reflectance'):
+      start, stop = layout.offsets[name]
+      free = free.at[start:stop].set(0.0)
+
   def run(variables, steps, optimizer, losses):
     state = optimizer.init(variables)
 
     def step(carry, _):
       variables, state = carry
       gradient = jax.grad(lambda v: terms(v, losses)['total'])(variables)
+      gradient = (gradient[0] * free,) + gradient[1:]
       updates, state = optimizer.update(gradient, state, variables)
       return (optax.apply_updates(variables, updates), state), None
 
@@ -129,10 +139,12 @@ def _fit(model, scaling, intrinsics, image, landmarks, confidence, config,
        'fixed': optax.set_to_zero()}, ('train', 'fixed', 'fixed'))
   variables = run((raw, geometry, reflectance), config.base_steps, base_only,
                   config.base_loss)
+  corrective = lambda rate: (optax.set_to_zero() if config.fixed_identity
+                             else optax.adam(rate))
   everything = optax.multi_transform(
       {'base': optax.adam(config.learning_rate),
-       'geometry': optax.adam(config.geometry_learning_rate),
-       'reflectance': optax.adam(config.reflectance_learning_rate)},
+       'geometry': corrective(config.geometry_learning_rate),
+       'reflectance': corrective(config.reflectance_learning_rate)},
       ('base', 'geometry', 'reflectance'))
   variables = run(variables, config.final_steps, everything,
                   config.final_loss)

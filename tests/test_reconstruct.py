@@ -189,3 +189,38 @@ def test_regressor_checkpoints_are_used_or_refused(tiny_data_dir, tmp_path):
   assert refused.returncode != 0
   assert 'trained with another face model' in refused.stderr
   assert 'Traceback' not in refused.stderr
+
+
+def test_video_shares_identity_smooths_and_writes_an_overlay_video(tmp_path):
+  import cv2  # pylint: disable=g-import-not-at-top
+  takeo = image_io.to_uint8(image_io.load_image(
+      samples.sample_faces()['takeo'].image_path))[:224]
+  path = str(tmp_path / 'walk.avi')
+  writer = cv2.VideoWriter(path, cv2.VideoWriter_fourcc(*'MJPG'), 10,
+                           (takeo.shape[1], takeo.shape[0]))
+  for shift in range(8):  # the face moves 1 px per frame to the right
+    writer.write(cv2.cvtColor(np.roll(takeo, shift, axis=1),
+                              cv2.COLOR_RGB2BGR))
+  writer.release()
+  output = str(tmp_path / 'out')
+  result = run_mofa('reconstruct', f'--input={path}', f'--output={output}',
+                    '--fit_steps=100,50')
+  assert result.returncode == 0, result.stderr
+  folder = os.path.join(output, 'walk')
+  assert sorted(os.listdir(folder)) == ['identity_final.ply', 'overlay.mp4',
+                                        'parameters.npz']
+  with np.load(os.path.join(folder, 'parameters.npz')) as data:
+    layout = layout_lib.ParameterLayout(**json.loads(str(data['layout'])))
+    vectors, raw = data['vectors'], data['raw_vectors']
+    assert data['frames'].tolist() == list(range(8)) and data['found'].all()
+  start, stop = layout.offsets['shape']
+  np.testing.assert_array_equal(raw[:, start:stop] - raw[:1, start:stop], 0.0)
+  # The head moves right in one camera frame; smoothing removes jitter.
+  x = layout.offsets['translation'][0]
+  assert raw[-1, x] - raw[0, x] > 5.0  # mm
+  jitter = lambda v: np.abs(np.diff(v[:, x], n=2)).mean()
+  assert jitter(vectors) < jitter(raw)
+  capture = cv2.VideoCapture(os.path.join(folder, 'overlay.mp4'))
+  assert int(capture.get(cv2.CAP_PROP_FRAME_COUNT)) == 8
+  ok, frame = capture.read()
+  assert ok and frame.shape[:2] == takeo.shape[:2]

@@ -11,6 +11,13 @@ overlay.png, overlay_base.png, reflectance.png, shading.png,
 lit_sphere.png. `sample:<name>` inputs are the bundled photos
 (breakingbad, einstein, takeo).
 
+Videos (.mp4, .avi, .mov, .mkv, .webm): every --frame_step-th frame is
+reconstructed; the first face fixes the identity (shape, reflectance,
+correctives) and later frames fit pose, expression and light from the
+previous frame; pose and expression are smoothed over --smooth_frames.
+<output>/<video name>/ gets parameters.npz (per-frame parameter vectors),
+identity_final.ply and overlay.mp4.
+
 Without --checkpoint the parameters come from per-image fitting (a few
 seconds per face on a CPU); with one, the regressor predicts them and
 fitting refines them unless --nofit.
@@ -49,14 +56,19 @@ _FACES = flags.DEFINE_enum(
     'error.')
 _BFM = flags.DEFINE_string('bfm_model', None, 'Use a BFM_model_front.mat '
                            'instead of the bundled ICT model.')
+_FRAME_STEP = flags.DEFINE_integer('frame_step', 1,
+                                   'Videos: reconstruct every n-th frame.')
+_SMOOTH = flags.DEFINE_float(
+    'smooth_frames', 1.5, 'Videos: std (in sampled frames) of the Gaussian '
+    'that smooths pose and expression over time; 0 turns it off.')
 _OVERWRITE = flags.DEFINE_bool('overwrite', False,
                                'Replace existing result files.')
 flags.mark_flags_as_required(['input', 'output'])
 
 
 def resolve_inputs(entries):
-  """Paths of the photos named by --input, and errors for the rest."""
-  photos, errors = [], []
+  """Paths of the photos and videos named by --input, and errors."""
+  photos, videos, errors = [], [], []
   bundled = samples.sample_faces()
   for entry in entries:
     if entry.startswith('sample:'):
@@ -67,18 +79,16 @@ def resolve_inputs(entries):
       else:
         photos.append(bundled[name].image_path)
       continue
-    if os.path.splitext(entry)[1].lower() in prepare.VIDEO_EXTENSIONS:
-      errors.append(f'{entry}: video input is not supported yet')
-      continue
     items, problems = prepare.list_inputs([entry], frame_step=1)
     errors += [problem.replace(': not found', ': file not found')
                for problem in problems]
     for item in items:
       if item.frame >= 0:
-        errors.append(f'{item.source}: video input is not supported yet')
+        if item.source not in videos:
+          videos.append(item.source)
       elif item.source not in photos:
         photos.append(item.source)
-  return photos, errors
+  return photos, videos, errors
 
 
 def main(argv):
@@ -111,7 +121,7 @@ def main(argv):
     reconstructor = reconstruct.Reconstructor(model, regressor, fit_config)
   except (ValueError, FileNotFoundError) as e:
     raise SystemExit(f'mofa reconstruct: {e}') from None
-  photos, errors = resolve_inputs(_INPUT.value)
+  photos, videos, errors = resolve_inputs(_INPUT.value)
   landmarker = detection.FaceLandmarker()
   written = 0
   for path in tqdm.tqdm(photos, unit='photo', disable=len(photos) < 2):
@@ -150,8 +160,25 @@ def main(argv):
           f'photometric error base {metrics["photometric_error_base"]:.3f} '
           f'final {metrics["photometric_error_final"]:.3f}, '
           f'{result.seconds:.1f} s')
+  for path in videos:
+    stem = os.path.splitext(os.path.basename(path))[0]
+    try:
+      video = reconstruct.reconstruct_video(
+          reconstructor, path, landmarker, _FRAME_STEP.value, _SMOOTH.value,
+          progress=True)
+      folder = os.path.join(output, stem)
+      os.makedirs(folder, exist_ok=True)
+      export.write_files(folder, reconstruct.video_files(
+          reconstructor, path, video, _FRAME_STEP.value),
+                         overwrite=_OVERWRITE.value)
+    except (ValueError, FileExistsError, OSError) as e:
+      errors.append(str(e))
+      continue
+    written += 1
+    tqdm.tqdm.write(f'{folder}: {len(video.frames)} frames, faces in '
+                    f'{int(video.found.sum())}')
   for error in errors:
     print(f'mofa reconstruct: {error}', file=sys.stderr)
-  print(f'{written} face(s) reconstructed into {output}')
+  print(f'{written} reconstruction(s) written into {output}')
   if errors:
     sys.exit(1)
