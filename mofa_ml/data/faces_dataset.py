@@ -18,6 +18,18 @@ from mofa_ml.data import crop
 SHARD_PATTERN = 'shard-*.npz'
 
 
+def training_features(size: int):
+  """The fields every training corpus has (see input_pipeline)."""
+  return {
+      'image': tfds.features.Tensor(shape=(size, size, 3), dtype=np.uint8,
+                                    encoding='zlib'),
+      'landmarks': tfds.features.Tensor(shape=(lm.NUM_LANDMARKS, 2),
+                                        dtype=np.float32),
+      'landmark_confidence': tfds.features.Tensor(shape=(lm.NUM_LANDMARKS,),
+                                                  dtype=np.float32),
+  }
+
+
 class MofaFaces(tfds.core.GeneratorBasedBuilder):
   """Tight 240 x 240 face crops with 68 landmarks and their confidences."""
 
@@ -36,12 +48,7 @@ class MofaFaces(tfds.core.GeneratorBasedBuilder):
         builder=self,
         description=__doc__,
         features=tfds.features.FeaturesDict({
-            'image': tfds.features.Tensor(shape=(size, size, 3),
-                                          dtype=np.uint8, encoding='zlib'),
-            'landmarks': tfds.features.Tensor(shape=(lm.NUM_LANDMARKS, 2),
-                                              dtype=np.float32),
-            'landmark_confidence': tfds.features.Tensor(
-                shape=(lm.NUM_LANDMARKS,), dtype=np.float32),
+            **training_features(size),
             'crop_transform': tfds.features.Tensor(shape=(2, 3),
                                                    dtype=np.float32),
             'source': tfds.features.Text(),

@@ -20,8 +20,8 @@ import tensorflow_datasets as tfds
 
 from mofa_ml import camera
 from mofa_ml import face_model as fm
-from mofa_ml import landmarks as lm
 from mofa_ml import layout as layout_lib
+from mofa_ml.data import faces_dataset
 from mofa_ml.data import synthetic
 
 _SPLIT_SEEDS = {'train': 0, 'validation': 1, 'test': 2}
@@ -64,12 +64,7 @@ class MofaSynthetic(tfds.core.GeneratorBasedBuilder):
         builder=self,
         description=__doc__,
         features=tfds.features.FeaturesDict({
-            'image': tfds.features.Tensor(shape=(size, size, 3),
-                                          dtype=np.uint8, encoding='zlib'),
-            'landmarks': tfds.features.Tensor(shape=(lm.NUM_LANDMARKS, 2),
-                                              dtype=np.float32),
-            'landmark_confidence': tfds.features.Tensor(
-                shape=(lm.NUM_LANDMARKS,), dtype=np.float32),
+            **faces_dataset.training_features(size),
             'params': tfds.features.Tensor(shape=(layout.size,),
                                            dtype=np.float32),
             'vertices': tfds.features.Tensor(shape=(vertices, 3),
