@@ -5,7 +5,6 @@ import jax
 import jax.numpy as jnp
 from jax.test_util import check_grads
 import numpy as np
-import pytest
 
 from mofa_ml import camera
 from mofa_ml import formation
