@@ -40,9 +40,7 @@ class Reconstruction:
   geometry_offsets: np.ndarray
   reflectance_offsets: np.ndarray
   crop_transform: np.ndarray          # (2, 3) photo -> crop
-  crop_image: np.ndarray              # (240, 240, 3) float
   landmarks_photo: np.ndarray         # (68, 2) detected, photo pixels
-  landmarks_crop: np.ndarray          # (68, 2) detected, crop pixels
   landmark_confidence: np.ndarray     # (68,)
   metrics: Dict[str, float]
   seconds: float
@@ -132,8 +130,8 @@ class Reconstructor:
         'landmark_error_px', 'photometric_error_base',
         'photometric_error_final')})
     return Reconstruction(params, np.asarray(geometry),
-                          np.asarray(reflectance), transform, crop_image,
-                          np.asarray(landmarks, np.float32), crop_marks,
+                          np.asarray(reflectance), transform,
+                          np.asarray(landmarks, np.float32),
                           np.asarray(confidence, np.float32), metrics,
                           time.perf_counter() - start)
 
@@ -470,8 +468,7 @@ def video_files(reconstructor: Reconstructor, path: str,
         face = Reconstruction(
             video.layout.split(jnp.asarray(video.vectors[k])),
             video.geometry_offsets, video.reflectance_offsets,
-            video.crop_transforms[k], None, video.landmarks[k], None, None,
-            {}, 0.0)
+            video.crop_transforms[k], video.landmarks[k], None, {}, 0.0)
         picture = reconstructor.overlay_on_photo(
             frame, face, video.geometry_offsets, video.reflectance_offsets,
             video.photo_camera)
