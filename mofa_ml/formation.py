@@ -7,7 +7,7 @@ photometric loss then compares c_i with the photo sampled at u_i
 with `jax.vmap` (or leading batch axes where stated).
 """
 
-from typing import NamedTuple, Optional
+from typing import NamedTuple, Optional, Tuple
 
 import chex
 import jax
@@ -164,3 +164,23 @@ def sample_image(image: jax.Array, pixels: jax.Array):
   u, v = pixels[:, 0], pixels[:, 1]
   inside = (u >= -0.5) & (u <= width - 0.5) & (v >= -0.5) & (v <= height - 0.5)
   return values, jax.lax.stop_gradient(inside.astype(image.dtype))
+
+
+def render_both_levels(model: fm.FaceModel, params: layout_lib.FaceParams,
+                       geometry_offsets: jax.Array,
+                       reflectance_offsets: jax.Array,
+                       intrinsics: camera.Intrinsics
+                       ) -> Tuple[PointRendering, PointRendering]:
+  """The reconstruction of one face: its base and final level renderings.
+
+  Args:
+    model, params, intrinsics: see `render_level`.
+    geometry_offsets: (N, 3) F_g, mm.
+    reflectance_offsets: (N, 3) F_r.
+
+  Returns:
+    (base, final) PointRendering.
+  """
+  return (render_level(model, params, intrinsics),
+          render_level(model, params, intrinsics, geometry_offsets,
+                       reflectance_offsets))

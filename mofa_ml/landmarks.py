@@ -46,20 +46,6 @@ def _mirror_permutation():
 MIRROR = _mirror_permutation()
 
 
-def normalised_mean_error(predicted: np.ndarray,
-                          ground_truth: np.ndarray) -> float:
-  """68-point NME: mean point distance over the outer-eye-corner distance."""
-  predicted, ground_truth = np.asarray(predicted), np.asarray(ground_truth)
-  if predicted.shape != (NUM_LANDMARKS, 2) or ground_truth.shape != (
-      NUM_LANDMARKS, 2):
-    raise ValueError(f'expected two ({NUM_LANDMARKS}, 2) arrays, got '
-                     f'{predicted.shape} and {ground_truth.shape}')
-  scale = np.linalg.norm(ground_truth[RIGHT_EYE_OUTER_CORNER] -
-                         ground_truth[LEFT_EYE_OUTER_CORNER])
-  return float(np.mean(np.linalg.norm(predicted - ground_truth, axis=1)) /
-               scale)
-
-
 def read_pts(path: str, one_based: bool = True) -> np.ndarray:
   """Reads an iBUG/menpo .pts file with 68 points.
 

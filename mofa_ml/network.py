@@ -102,6 +102,7 @@ class FaceAutoencoder(nn.Module):
     layout: the parameter layout (fixes the head sizes).
     num_vertices: N of the face model.
     width, dense_size: encoder size.
+    backbone: the encoder's trunk ('alexnet' or 'light', encoder.TRUNKS).
     corrective_hidden_sizes: () affine correctives (the paper's default),
       or hidden widths of the non-linear variants.
     geometry_init_mm, reflectance_init: per-entry std of F_g, F_r at
@@ -111,6 +112,7 @@ class FaceAutoencoder(nn.Module):
   num_vertices: int
   width: float = 1.0
   dense_size: int = 4096
+  backbone: str = 'alexnet'
   corrective_hidden_sizes: Sequence[int] = ()
   geometry_init_mm: float = 1.0
   reflectance_init: float = 0.02
@@ -121,7 +123,8 @@ class FaceAutoencoder(nn.Module):
                ) -> Prediction:
     raw = encoder_lib.Encoder(self.layout.base_size,
                               self.layout.num_correctives, self.width,
-                              self.dense_size, self.dtype, name=ENCODER)(images)
+                              self.dense_size, self.backbone, self.dtype,
+                              name=ENCODER)(images)
     pieces = [raw['base'], raw['geometry'], raw['reflectance']]
     if self.layout.separate_final_sh:
       pieces.append(raw['sh_final'])

@@ -30,6 +30,7 @@ from mofa_ml import face_model as fm
 from mofa_ml import formation
 from mofa_ml import landmarks as lm
 from mofa_ml import losses
+from mofa_ml import metrics as metrics_lib
 from mofa_ml import network
 
 
@@ -113,7 +114,7 @@ def face_objective(model: fm.FaceModel, intrinsics: camera.Intrinsics,
           (confidence > 0) * jnp.linalg.norm(detected - base.pixels[indices],
                                              axis=-1)) /
                            jnp.maximum(jnp.sum(confidence > 0), 1),
-      'photometric_error_base': _mean_visible_distance(
+      'photometric_error_base': metrics_lib.photometric_error(
           observed_base, base.colors, visible_base),
   }
   zero = jnp.zeros((), base.pixels.dtype)
@@ -128,7 +129,7 @@ def face_objective(model: fm.FaceModel, intrinsics: camera.Intrinsics,
     visible_final = final.visible * inside
     terms['photo_final'] = losses.photometric(observed_final, final.colors,
                                               visible_final)
-    metrics['photometric_error_final'] = _mean_visible_distance(
+    metrics['photometric_error_final'] = metrics_lib.photometric_error(
         observed_final, final.colors, visible_final)
     offsets = geometry_offsets / config.length_unit_mm
     terms['smo'] = losses.corrective_smoothness(offsets, model.neighbors,
@@ -151,11 +152,6 @@ def face_objective(model: fm.FaceModel, intrinsics: camera.Intrinsics,
                     config.sta * terms['sta']))
   terms.update(metrics)
   return terms
-
-
-def _mean_visible_distance(observed, colors, visible):
-  distance = jnp.linalg.norm(observed - colors, axis=-1)
-  return jnp.sum(visible * distance) / jnp.maximum(jnp.sum(visible), 1.0)
 
 
 def batch_objective(model: fm.FaceModel, intrinsics: camera.Intrinsics,

@@ -23,9 +23,9 @@ from mofa_ml import face_model as fm
 from mofa_ml import fit
 from mofa_ml import formation
 from mofa_ml import image_io
-from mofa_ml import landmarks as lm
 from mofa_ml import layout as layout_lib
 from mofa_ml import mesh
+from mofa_ml import metrics as metrics_lib
 from mofa_ml import network
 from mofa_ml import objective
 from mofa_ml import shading
@@ -208,8 +208,8 @@ class Reconstructor:
             'detected': as_list(face.landmarks_photo),
             'confidence': as_list(face.landmark_confidence),
             'model_projected': as_list(projected),
-            'nme_model_vs_detected': lm.normalised_mean_error(
-                np.asarray(projected), face.landmarks_photo),
+            'nme_model_vs_detected': float(metrics_lib.landmark_nme(
+                jnp.asarray(projected), jnp.asarray(face.landmarks_photo))),
         },
         'coefficients': {'shape': as_list(params.shape),
                          'expression': as_list(params.expression),

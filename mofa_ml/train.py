@@ -63,6 +63,7 @@ def default_config() -> ml_collections.ConfigDict:
   config.model.bfm_path = ''  # '' for the bundled ICT model
   config.model.num_correctives = 500
   config.model.separate_final_sh = True
+  config.model.backbone = 'alexnet'  # or 'light' (encoder.TRUNKS)
   config.model.width = 1.0
   config.model.dense_size = 4096
   config.model.corrective_hidden_sizes = ()
@@ -170,6 +171,7 @@ class Trainer:
     self.network = network.FaceAutoencoder(
         layout=self.layout, num_vertices=self.face_model.num_vertices,
         width=config.model.width, dense_size=config.model.dense_size,
+        backbone=config.model.get('backbone', 'alexnet'),
         corrective_hidden_sizes=tuple(config.model.corrective_hidden_sizes))
     self.mesh = Mesh(np.asarray(jax.devices()), ('data',))
     self.replicated = NamedSharding(self.mesh, PartitionSpec())

@@ -45,10 +45,26 @@ def test_alexnet_trunk_shapes_and_size():
   assert 55e6 < count < 60e6  # AlexNet's ~57M without the classifier
 
 
-def test_first_prediction_is_near_the_mean_face(ict_model):
+def test_light_trunk_shapes_and_flops():
+  trunk = encoder.LightTrunk(width=0.5, dense_size=512)
+  images = jnp.zeros((1, 240, 240, 3))
+  variables = trunk.init(jax.random.PRNGKey(0), images)
+  shapes = jax.tree_util.tree_map(lambda x: x.shape, variables['params'])
+  assert shapes['embed']['kernel'] == (4, 4, 3, 16)
+  # 240 / 4 = 60, then four stride-2 convolutions: 30, 15, 8, 4.
+  assert shapes['fc']['kernel'] == (4 * 4 * 128, 256)
+  chex.assert_shape(trunk.apply(variables, images), (1, 256))
+  cost = jax.jit(trunk.apply).lower(variables, images).compile()
+  cost = cost.cost_analysis()
+  cost = cost[0] if isinstance(cost, list) else cost
+  assert cost['flops'] < 0.02 * 2.18e9  # under 2% of AlexNet's
+
+
+@pytest.mark.parametrize('backbone', ['alexnet', 'light'])
+def test_first_prediction_is_near_the_mean_face(ict_model, backbone):
   layout = layout_lib.ParameterLayout.for_model(ict_model, 16)
   net = network.FaceAutoencoder(layout, ict_model.num_vertices, width=0.25,
-                                dense_size=64)
+                                dense_size=64, backbone=backbone)
   scaling = network.parameter_scaling(ict_model, layout)
   images = jax.random.uniform(jax.random.PRNGKey(0), (2, 240, 240, 3))
   variables = net.init(jax.random.PRNGKey(1), images, scaling)
@@ -73,3 +89,12 @@ def test_first_prediction_is_near_the_mean_face(ict_model):
   zero = scaling.offset
   np.testing.assert_allclose(layout.split(zero).translation, expected_t,
                              rtol=1e-6)
+
+
+def test_unknown_backbone_is_named(ict_model):
+  layout = layout_lib.ParameterLayout.for_model(ict_model, 4)
+  net = network.FaceAutoencoder(layout, ict_model.num_vertices,
+                                backbone='resnet')
+  with pytest.raises(ValueError, match="unknown backbone 'resnet'"):
+    net.init(jax.random.PRNGKey(0), jnp.zeros((1, 240, 240, 3)),
+             network.parameter_scaling(ict_model, layout))

@@ -48,6 +48,11 @@ class MofaSynthetic(tfds.core.GeneratorBasedBuilder):
           name='smoke', description='A few hundred faces for tests.',
           split_sizes={'train': 256, 'validation': 32, 'test': 64}),
       SyntheticBuilderConfig(
+          name='benchmark',
+          description=('CPU-sized training set and the fixed test set of '
+                       'the synthetic benchmark (`mofa eval`).'),
+          split_sizes={'train': 4000, 'validation': 100, 'test': 200}),
+      SyntheticBuilderConfig(
           name='default', description='The training and benchmark corpus.',
           split_sizes={'train': 20000, 'validation': 500, 'test': 1000}),
   ]
