@@ -25,6 +25,7 @@ setuptools.setup(
         'grain>=0.2.10',
         'importlib_resources>=6',
         'jax>=0.4.35',
+        'matplotlib>=3.8',
         'ml_collections>=0.1.1',
         'numpy>=1.26',
         'opencv-python-headless>=4.8',

@@ -21,6 +21,9 @@ SUBCOMMANDS = {
                 '(TFDS)'),
     'train': ('mofa_ml.commands.train',
               'two-stage self-supervised training (absl + ml_collections)'),
+    'eval': ('mofa_ml.commands.eval',
+             'a checkpoint or per-image fitting over a dataset -> the '
+             "paper's tables and plots"),
 }
 
 

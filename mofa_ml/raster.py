@@ -177,3 +177,31 @@ def render(screen: jax.Array, triangles: jax.Array, height: int, width: int,
     if not bool(fragments.overflow):
       return fragments
     capacity = int(2**np.ceil(np.log2(int(fragments.needed))))
+
+
+def vertex_visibility(screen: jax.Array, fragments: Fragments,
+                      tolerance_mm: float = 3.0) -> jax.Array:
+  """Which vertices the depth buffer shows (occlusion, not just facing).
+
+  A vertex is visible when it lies in the image and its depth is within
+  `tolerance_mm` of the depth buffer at its nearest pixel centre; the
+  tolerance absorbs the surface's depth change across half a pixel.
+
+  Args:
+    screen: (N, 3) the rasterized vertices (u, v pixels, depth mm).
+    fragments: `rasterize` output for the same mesh.
+    tolerance_mm: depth slack.
+
+  Returns:
+    (N,) float in {0, 1}.
+  """
+  chex.assert_rank(screen, 2)
+  chex.assert_axis_dimension(screen, 1, 3)
+  height, width = fragments.depth.shape
+  pixel = jnp.round(screen[:, :2]).astype(jnp.int32)
+  inside = ((pixel[:, 0] >= 0) & (pixel[:, 0] < width) & (pixel[:, 1] >= 0) &
+            (pixel[:, 1] < height))
+  column = jnp.clip(pixel[:, 0], 0, width - 1)
+  row = jnp.clip(pixel[:, 1], 0, height - 1)
+  front = screen[:, 2] <= fragments.depth[row, column] + tolerance_mm
+  return (inside & front).astype(screen.dtype)

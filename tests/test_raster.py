@@ -132,3 +132,20 @@ def test_culling_agrees_with_outward_normals_on_a_closed_sphere():
                          cull_backfaces=True)
   assert (np.asarray(plain.triangle) >= 0).sum() > 3000
   np.testing.assert_array_equal(plain.triangle, culled.triangle)
+
+
+def test_vertex_visibility_hides_the_far_side_of_a_sphere():
+  unit, triangles = mesh.icosphere(3)
+  points = jnp.asarray(unit) * 50.0 + jnp.asarray([0.0, 0.0, 300.0])
+  intrinsics = camera.default_intrinsics(240, 300.0)
+  screen = jnp.concatenate([camera.project(points, intrinsics),
+                            points[:, 2:]], -1)
+  fragments = raster.render(screen, jnp.asarray(triangles), 240, 240)
+  visible = np.asarray(raster.vertex_visibility(screen, fragments))
+  facing = np.sum(np.asarray(unit) * np.asarray(
+      points / jnp.linalg.norm(points, axis=-1, keepdims=True)), -1)
+  assert visible[facing < -0.2].min() == 1.0   # towards the camera
+  assert visible[facing > 0.2].max() == 0.0    # behind the front half
+  # Off-image vertices are never visible.
+  shifted = screen.at[:, 0].add(1000.0)
+  assert float(raster.vertex_visibility(shifted, fragments).max()) == 0.0
