@@ -70,7 +70,7 @@ def default_config() -> ml_collections.ConfigDict:
 
   config.units = ml_collections.ConfigDict()
   config.units.landmark_unit_px = 24.0
-  config.units.length_unit_mm = 100.0
+  config.units.length_unit_mm = 10.0
 
   config.optimizer = ml_collections.ConfigDict()
   config.optimizer.name = 'adadelta'

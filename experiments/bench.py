@@ -1,0 +1,278 @@
+"""Speed benchmark: inference, training, image formation, matmul peak.
+
+    python experiments/bench.py --output=bench.json
+    python experiments/bench.py --models=experiments/configs/synthetic.py:light
+
+For every model config (`--models`, training config files with an optional
+`:argument`):
+  * inference ms per batch and images/s for each batch size, of the encoder
+    alone (trunk + heads) and end to end (encoder, corrective spaces and
+    both levels' image formation: the whole reconstruction from a 240 px
+    crop); the encoder's FLOPs per image (XLA's cost analysis of the compiled
+    encoder) and the fraction of the matmul's FLOP/s it reaches;
+  * training steps/s (a stage-2 step, the heavier one) per batch size;
+and once: the image formation of both levels (with image sampling, as in
+training) per batch size, the rasterizer at 240 x 240, and an n x n float32
+matmul as the machine's attainable FLOP/s in this same run. Timings are
+medians after compilation (`block_until_ready`). Writes a JSON with the
+device named; docs/results.md is made from it (experiments/results.py).
+"""
+
+import importlib.util
+import json
+import os
+import platform
+import time
+
+from absl import app
+from absl import flags
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from mofa_ml import camera
+from mofa_ml import encoder as encoder_lib
+from mofa_ml import face_model as fm
+from mofa_ml import formation
+from mofa_ml import image_io
+from mofa_ml import layout as layout_lib
+from mofa_ml import raster
+from mofa_ml import shading
+from mofa_ml import train
+
+_OUTPUT = flags.DEFINE_string('output', 'bench.json', 'JSON file to write.')
+_OVERWRITE = flags.DEFINE_bool('overwrite', False, 'Replace --output.')
+_MODELS = flags.DEFINE_list(
+    'models', ['experiments/configs/paper.py',
+               'experiments/configs/synthetic.py:light'],
+    'Training config files (path[:argument]) of the models to time.')
+_BATCHES = flags.DEFINE_list('batch_sizes', ['1', '4', '16', '64', '256'],
+                             'Inference batch sizes.')
+_TRAIN_BATCHES = flags.DEFINE_list('train_batch_sizes', ['5', '32'],
+                                   'Training batch sizes.')
+_FORMATION_BATCHES = flags.DEFINE_list(
+    'formation_batch_sizes', ['1', '5', '32', '128'],
+    'Batch sizes of the image-formation-only timing.')
+_MATMUL = flags.DEFINE_integer('matmul_size', 2048, 'n of the n^3 matmul.')
+_MIN_SECONDS = flags.DEFINE_float(
+    'min_seconds', 1.0, 'Repeat each timing until this much time is spent '
+    '(at least 3 repeats).')
+
+
+def median_seconds(function, *args) -> float:
+  """Median wall time of `function(*args)` after a warm-up call."""
+  jax.block_until_ready(function(*args))
+  times = []
+  while len(times) < 3 or sum(times) < _MIN_SECONDS.value:
+    start = time.perf_counter()
+    jax.block_until_ready(function(*args))
+    times.append(time.perf_counter() - start)
+  return float(np.median(times))
+
+
+def compiled_flops(function, *args) -> float:
+  """FLOPs of one call, from XLA's cost analysis of the compiled program."""
+  analysis = function.lower(*args).compile().cost_analysis()
+  analysis = analysis[0] if isinstance(analysis, (list, tuple)) else analysis
+  return float(analysis['flops'])
+
+
+def load_config(spec: str):
+  """A training config from 'path[:argument]'."""
+  path, _, argument = spec.partition(':')
+  if not os.path.isfile(path):
+    raise ValueError(f'model config not found: {path}')
+  module_spec = importlib.util.spec_from_file_location('bench_config', path)
+  module = importlib.util.module_from_spec(module_spec)
+  module_spec.loader.exec_module(module)
+  return module.get_config(argument) if argument else module.get_config()
+
+
+def matmul_peak(size: int) -> dict:
+  a = jax.random.normal(jax.random.PRNGKey(0), (size, size), jnp.float32)
+  b = jax.random.normal(jax.random.PRNGKey(1), (size, size), jnp.float32)
+  seconds = median_seconds(jax.jit(jnp.matmul), a, b)
+  return {'size': size, 'ms': 1e3 * seconds,
+          'gflop_per_s': 2 * size**3 / seconds / 1e9}
+
+
+def time_inference(trainer: train.Trainer, batch_sizes, peak_gflops) -> list:
+  """Encoder alone and end to end, per batch size."""
+  config = trainer.config
+  encoder = encoder_lib.Encoder(
+      trainer.layout.base_size, trainer.layout.num_correctives,
+      config.model.width, config.model.dense_size,
+      config.model.get('backbone', 'alexnet'))
+  size = config.image_size
+  encoder_params = encoder.init(jax.random.PRNGKey(0),
+                                jnp.zeros((1, size, size, 3)))
+  params = trainer.init_params(jax.random.PRNGKey(0))
+  model, intrinsics = trainer.face_model, trainer.intrinsics
+
+  encode = jax.jit(encoder.apply)
+
+  @jax.jit
+  def end_to_end(params, images):
+    prediction = trainer.network.apply({'params': params}, images,
+                                       trainer.scaling)
+    return jax.vmap(lambda p, g, r: formation.render_both_levels(
+        model, p, g, r, intrinsics))(prediction.params,
+                                     prediction.geometry_offsets,
+                                     prediction.reflectance_offsets)
+
+  rows = []
+  for batch in batch_sizes:
+    images = jax.random.uniform(jax.random.PRNGKey(batch),
+                                (batch, size, size, 3))
+    flops = compiled_flops(encode, encoder_params, images)
+    encoder_s = median_seconds(encode, encoder_params, images)
+    total_s = median_seconds(end_to_end, params, images)
+    rows.append({
+        'batch': batch,
+        'encoder_ms': 1e3 * encoder_s,
+        'encoder_images_per_s': batch / encoder_s,
+        'end_to_end_ms': 1e3 * total_s,
+        'end_to_end_images_per_s': batch / total_s,
+        'end_to_end_over_encoder': total_s / encoder_s,
+        'encoder_gflop_per_image': flops / batch / 1e9,
+        'encoder_fraction_of_matmul': flops / encoder_s / 1e9 / peak_gflops,
+    })
+    print(f'  batch {batch}: encoder {1e3 * encoder_s:.2f} ms '
+          f'({batch / encoder_s:.0f} images/s, '
+          f'{rows[-1]["encoder_fraction_of_matmul"]:.0%} of matmul), '
+          f'end to end {1e3 * total_s:.2f} ms ({batch / total_s:.0f} '
+          'images/s)')
+  return rows
+
+
+def time_training(trainer: train.Trainer, batch_sizes) -> list:
+  """Stage-2 steps/s per batch size (all loss terms, both levels)."""
+  model, size = trainer.face_model, trainer.config.image_size
+  # The mean face where the untrained network puts it.
+  start = trainer.layout.split(trainer.scaling.offset)
+  pixels = camera.project(
+      camera.rigid_transform(model.mean_shape, jnp.eye(3), start.translation),
+      trainer.intrinsics)[model.landmark_vertices]
+  stage = 1 if trainer.config.stage2.steps else 0
+  rows = []
+  for batch in batch_sizes:
+    if batch % jax.device_count():
+      continue
+    data = jax.device_put({
+        'image': np.full((batch, size, size, 3), 128, np.uint8),
+        'landmarks': np.broadcast_to(np.asarray(pixels), (batch, 68, 2)),
+        'landmark_confidence': np.ones((batch, 68), np.float32),
+    }, trainer.data_sharding)
+    state = trainer.new_state(trainer.init_params(jax.random.PRNGKey(0)),
+                              stage, 0)
+    step = trainer.train_step(stage)
+    for _ in range(2):  # compile and warm up
+      state, terms = step(state, data, trainer.constants)
+    jax.block_until_ready(terms)
+    count, start = 0, time.perf_counter()
+    while count < 3 or time.perf_counter() - start < _MIN_SECONDS.value:
+      state, terms = step(state, data, trainer.constants)
+      jax.block_until_ready(terms)
+      count += 1
+    seconds = (time.perf_counter() - start) / count
+    rows.append({'batch': batch, 'stage': stage + 1,
+                 'steps_per_s': 1 / seconds,
+                 'images_per_s': batch / seconds})
+    print(f'  training stage {stage + 1}, batch {batch}: {1 / seconds:.2f} '
+          f'steps/s ({batch / seconds:.0f} images/s)')
+  return rows
+
+
+def time_formation(model: fm.FaceModel, batch_sizes) -> dict:
+  """Both levels with image sampling (the training loss's rendering)."""
+  layout = layout_lib.ParameterLayout.for_model(model, 0)
+  params = layout.split(jnp.zeros(layout.size))._replace(
+      translation=camera.centring_translation(model.mean_shape,
+                                              model.landmark_vertices),
+      sh_base=jnp.asarray(shading.AMBIENT_WHITE),
+      sh_final=jnp.asarray(shading.AMBIENT_WHITE))
+  intrinsics = camera.default_intrinsics()
+  offsets = jnp.zeros((model.num_vertices, 3))
+
+  def both_levels(params, image):
+    base, final = formation.render_both_levels(model, params, offsets,
+                                               offsets, intrinsics)
+    base_seen, _ = formation.sample_image(image, base.pixels)
+    final_seen, _ = formation.sample_image(image, final.pixels)
+    return (jnp.sum(base.visible[:, None] * (base_seen - base.colors)) +
+            jnp.sum(final.visible[:, None] * (final_seen - final.colors)))
+
+  batched = jax.jit(jax.vmap(both_levels))
+  rows = []
+  for batch in batch_sizes:
+    stacked = jax.tree_util.tree_map(
+        lambda a, b=batch: jnp.broadcast_to(a, (b,) + a.shape), params)
+    seconds = median_seconds(batched, stacked,
+                             jnp.full((batch, 240, 240, 3), 0.5))
+    rows.append({'batch': batch, 'ms': 1e3 * seconds,
+                 'images_per_s': batch / seconds})
+    print(f'formation, both levels, batch {batch}: {1e3 * seconds:.2f} ms')
+  points = camera.rigid_transform(model.mean_shape, jnp.eye(3),
+                                  params.translation)
+  screen = jnp.concatenate([camera.project(points, intrinsics),
+                            points[:, 2:]], -1)
+  rasterize = jax.jit(lambda s: raster.rasterize(
+      s, model.triangles, height=240, width=240, capacity=4 * 240 * 240))
+  raster_ms = 1e3 * median_seconds(rasterize, screen)
+  print(f'rasterizer, 240 x 240: {raster_ms:.2f} ms')
+  return {'both_levels': rows, 'rasterizer_240px_ms': raster_ms}
+
+
+def main(argv):
+  if len(argv) > 1:
+    raise app.UsageError(f'unexpected arguments: {" ".join(argv[1:])}')
+  output = _OUTPUT.value
+  if os.path.exists(output) and not _OVERWRITE.value:
+    raise SystemExit(f'bench: {output} exists; pass --overwrite to replace '
+                     'it')
+  try:
+    parse = lambda values: [int(v) for v in values]
+    batch_sizes, train_batches, formation_batches = (
+        parse(_BATCHES.value), parse(_TRAIN_BATCHES.value),
+        parse(_FORMATION_BATCHES.value))
+    configs = {spec: load_config(spec) for spec in _MODELS.value}
+  except ValueError as e:
+    raise SystemExit(f'bench: {e}') from None
+  device = jax.devices()[0]
+  results = {
+      'device': device.device_kind, 'platform': device.platform,
+      'device_count': jax.device_count(),
+      'cpu': platform.processor() or platform.machine(),
+      'cpu_count': os.cpu_count(), 'jax': jax.__version__,
+      'date': time.strftime('%Y-%m-%d'),
+  }
+  results['matmul'] = matmul_peak(_MATMUL.value)
+  peak = results['matmul']['gflop_per_s']
+  print(f'{results["device"]}: matmul {_MATMUL.value}^3 {peak:.0f} GFLOP/s')
+  results['models'] = []
+  for spec, config in configs.items():
+    trainer = train.Trainer(config)
+    model = config.model
+    print(f'{spec}: {model.get("backbone", "alexnet")} width {model.width}, '
+          f'C = {model.num_correctives}')
+    results['models'].append({
+        'config': spec, 'backbone': model.get('backbone', 'alexnet'),
+        'width': model.width, 'dense_size': model.dense_size,
+        'num_correctives': model.num_correctives,
+        'parameters': int(sum(x.size for x in jax.tree_util.tree_leaves(
+            trainer.init_params(jax.random.PRNGKey(0))))),
+        'inference': time_inference(trainer, batch_sizes, peak),
+        'training': time_training(trainer, train_batches),
+    })
+  results['formation'] = time_formation(fm.load_face_model(),
+                                        formation_batches)
+  try:
+    image_io.atomic_write_bytes(output, json.dumps(results, indent=1).encode(),
+                                overwrite=_OVERWRITE.value)
+  except (FileExistsError, OSError) as e:
+    raise SystemExit(f'bench: {e}') from None
+  print(f'wrote {output}')
+
+
+if __name__ == '__main__':
+  app.run(main)
