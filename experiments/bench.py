@@ -11,7 +11,7 @@ For every model config (`--models`, training config files with an optional
     crop); the encoder's FLOPs per image (XLA's cost analysis of the compiled
     encoder) and the fraction of the matmul's FLOP/s it reaches;
   * training steps/s (a stage-2 step, the heavier one) per batch size;
-and once: the image formation of both levels (with image sampling, as in
+and once: a per-layer profile of the full AlexNet, the image formation of both levels (with image sampling, as in
 training) per batch size, the rasterizer at 240 x 240, and an n x n float32
 matmul as the machine's attainable FLOP/s in this same run. Timings are
 medians after compilation (`block_until_ready`). Writes a JSON with the
@@ -54,6 +54,9 @@ _FORMATION_BATCHES = flags.DEFINE_list(
     'formation_batch_sizes', ['1', '5', '32', '128'],
     'Batch sizes of the image-formation-only timing.')
 _MATMUL = flags.DEFINE_integer('matmul_size', 2048, 'n of the n^3 matmul.')
+_PROFILE_BATCH = flags.DEFINE_integer(
+    'profile_batch', 32, 'Batch of the per-layer AlexNet profile (run when '
+    'a full-width AlexNet is among --models).')
 _MIN_SECONDS = flags.DEFINE_float(
     'min_seconds', 1.0, 'Repeat each timing until this much time is spent '
     '(at least 3 repeats).')
@@ -142,6 +145,49 @@ def time_inference(trainer: train.Trainer, batch_sizes, peak_gflops) -> list:
           f'{rows[-1]["encoder_fraction_of_matmul"]:.0%} of matmul), '
           f'end to end {1e3 * total_s:.2f} ms ({batch / total_s:.0f} '
           'images/s)')
+  return rows
+
+
+def alexnet_layer_profile(batch: int, peak_gflops: float) -> list:
+  """Each AlexNet layer alone at `batch`: where the encoder's time goes."""
+  key = jax.random.PRNGKey(0)
+  x = jax.random.uniform(key, (batch, 240, 240, 3))
+  rows = []
+
+  def record(name, function, *args):
+    jitted = jax.jit(function)
+    seconds = median_seconds(jitted, *args)
+    flops = compiled_flops(jitted, *args)
+    rows.append({'layer': name, 'ms': 1e3 * seconds,
+                 'gflop': flops / 1e9,
+                 'fraction_of_matmul': flops / seconds / 1e9 / peak_gflops})
+    return jitted(*args)
+
+  def conv(x, kernel, stride, padding):
+    return jax.nn.relu(jax.lax.conv_general_dilated(
+        x, kernel, (stride, stride), padding,
+        dimension_numbers=('NHWC', 'HWIO', 'NHWC')))
+
+  pool = lambda x: jax.lax.reduce_window(x, -jnp.inf, jax.lax.max,
+                                         (1, 3, 3, 1), (1, 2, 2, 1), 'VALID')
+  layers = [('conv1 11x11/4, 3->96', 11, 3, 96, 4, 'VALID', True),
+            ('conv2 5x5, 96->256', 5, 96, 256, 1, 'SAME', True),
+            ('conv3 3x3, 256->384', 3, 256, 384, 1, 'SAME', False),
+            ('conv4 3x3, 384->384', 3, 384, 384, 1, 'SAME', False),
+            ('conv5 3x3, 384->256', 3, 384, 256, 1, 'SAME', True)]
+  for name, size, cin, cout, stride, padding, pooled in layers:
+    kernel = 0.01 * jnp.ones((size, size, cin, cout))
+    x = record(name, lambda x, k, s=stride, p=padding: conv(x, k, s, p), x,
+               kernel)
+    if pooled:
+      x = record(f'max-pool after {name.split()[0]}', pool, x)
+  x = x.reshape(batch, -1)
+  for name, width in (('fc6', 4096), ('fc7', 4096)):
+    x = record(name, lambda x, w: jax.nn.relu(x @ w), x,
+               0.01 * jnp.ones((x.shape[1], width)))
+  for row in rows:
+    print(f'  {row["layer"]}: {row["ms"]:.1f} ms, '
+          f'{row["fraction_of_matmul"]:.0%} of matmul')
   return rows
 
 
@@ -264,6 +310,12 @@ def main(argv):
         'inference': time_inference(trainer, batch_sizes, peak),
         'training': time_training(trainer, train_batches),
     })
+  if any(m['backbone'] == 'alexnet' and m['width'] == 1.0
+         for m in results['models']):
+    print(f'AlexNet layers, batch {_PROFILE_BATCH.value}:')
+    results['alexnet_layers'] = {
+        'batch': _PROFILE_BATCH.value,
+        'layers': alexnet_layer_profile(_PROFILE_BATCH.value, peak)}
   results['formation'] = time_formation(fm.load_face_model(),
                                         formation_batches)
   try:

@@ -163,6 +163,15 @@ def speed_tables(results: str) -> str:
           f'batch {row["batch"]}: {row["steps_per_s"]:.2f} steps/s '
           f'({row["images_per_s"]:.0f} images/s)'
           for row in model['training']) + '.\n')
+    if 'alexnet_layers' in bench:
+      profile = bench['alexnet_layers']
+      parts.append(f'Where AlexNet\'s time goes (each layer alone, batch '
+                   f'{profile["batch"]}):\n\n| Layer | ms | GFLOP | Fraction '
+                   'of matmul FLOP/s |\n|---|---|---|---|')
+      parts += [f'| {row["layer"]} | {row["ms"]:.1f} | {row["gflop"]:.2f} | '
+                f'{row["fraction_of_matmul"]:.0%} |'
+                for row in profile['layers']]
+      parts.append('')
     formation = bench['formation']
     parts.append('Image formation alone (both levels, with image sampling): ' +
                  ', '.join(f'batch {row["batch"]}: {row["ms"]:.2f} ms '

@@ -102,3 +102,21 @@ def test_eval_command_bad_input(tmp_path, flag, message):
   assert done.returncode != 0
   assert message in done.stderr
   assert 'Traceback' not in done.stderr
+
+
+def test_photo_datasets_without_geometry_get_the_other_metrics(
+    ict_model, tiny_data_dir):
+  source = input_pipeline.load_source('mofa_synthetic/tiny', 'test',
+                                      tiny_data_dir)
+  examples = [source[i] for i in range(2)]
+  batches = [{key: np.stack([e[key] for e in examples]) for key in
+              ('image', 'landmarks', 'landmark_confidence')}]
+  per_image = evaluate.evaluate(
+      ict_model, camera.default_intrinsics(),
+      _truth_reconstructor(ict_model, examples), batches)
+  assert not any(key.startswith(('geometry', 'hausdorff', 'vertex_error'))
+                 for key in per_image)
+  assert per_image['photometric_final'].max() < 0.04
+  files = evaluate.report_files(ict_model, per_image, {}, 'photos')
+  assert set(files) == {'eval.json', 'eval.md', 'histograms.png'}
+  assert 'Geometric' not in files['eval.md'].decode()
