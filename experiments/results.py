@@ -25,6 +25,7 @@ import sys
 
 from absl import app
 from absl import flags
+from absl import logging
 import jax
 
 from experiments.configs import synthetic
@@ -44,7 +45,8 @@ _RERUN = flags.DEFINE_bool('rerun', False, 'Redo steps whose outputs exist.')
 _BACKBONES = ('alexnet', 'light')
 _TITLES = {'alexnet': 'Regressor, AlexNet (width 0.25)',
            'light': 'Regressor, light backbone (width 0.5)',
-           'fitting': 'Per-image fitting (200 + 150 steps)'}
+           'fitting': 'Per-image fitting (200 + 150 steps)',
+           'truth_base': 'True base-level parameters (the base level\'s floor)'}
 
 
 def train_runs():
@@ -58,7 +60,7 @@ def train_runs():
 def evaluate_methods(results: str):
   methods = {backbone: os.path.join(_WORKDIR.value, backbone)
              for backbone in _BACKBONES}
-  methods['fitting'] = None
+  methods['fitting'] = methods['truth_base'] = None
   for name, workdir in methods.items():
     folder = os.path.join(results, name)
     if os.path.exists(os.path.join(folder, 'eval.json')) and not (
@@ -66,7 +68,11 @@ def evaluate_methods(results: str):
       continue
     count, batches = evaluate.load_split('mofa_synthetic/benchmark', 'test',
                                          _DATA_DIR.value)
-    if workdir is None:
+    if name == 'truth_base':
+      trainer = train.Trainer(synthetic.get_config())
+      reconstruct = evaluate.true_base_reconstructor(trainer.face_model)
+      limit, mode = count, 'truth'
+    elif name == 'fitting':
       trainer = train.Trainer(synthetic.get_config())
       reconstruct = evaluate.fitting_reconstructor(
           trainer.face_model, trainer.intrinsics, fit.FitConfig())
@@ -105,7 +111,7 @@ def synthetic_table(results: str) -> str:
            'Hausdorff base | Hausdorff final | Photometric base | '
            'Photometric final | NME base | NME final | ms / image |',
            '|---|---|---|---|---|---|---|---|---|---|---|']
-  for name in (*_BACKBONES, 'fitting'):
+  for name in _TITLES:
     path = os.path.join(results, name, 'eval.json')
     if not os.path.exists(path):
       continue
@@ -231,6 +237,7 @@ def write_markdown(results: str, prose_path: str):
 def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f'unexpected arguments: {" ".join(argv[1:])}')
+  logging.set_verbosity(logging.WARNING)  # orbax and TFDS narrate at INFO
   results = os.path.join(_DOCS.value, 'results')
   os.makedirs(results, exist_ok=True)
   train_runs()

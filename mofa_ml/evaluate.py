@@ -27,6 +27,7 @@ from mofa_ml import camera
 from mofa_ml import face_model as fm
 from mofa_ml import fit
 from mofa_ml import formation
+from mofa_ml import layout as layout_lib
 from mofa_ml import metrics
 from mofa_ml import objective
 from mofa_ml import raster
@@ -44,17 +45,17 @@ PAPER = {
 }
 
 # A reconstruction of a batch: (params, geometry_offsets, reflectance_offsets)
-# with a leading batch axis, from (images (B, H, W, 3) float in [0, 1],
-# landmarks (B, 68, 2), confidence (B, 68)).
-Reconstructor = Callable[[jax.Array, jax.Array, jax.Array],
+# with a leading batch axis, from the batch: 'image' (B, H, W, 3) float in
+# [0, 1], 'landmarks' (B, 68, 2), 'landmark_confidence' (B, 68) and any
+# other field of the dataset (e.g. the synthetic truth).
+Reconstructor = Callable[[Dict[str, jax.Array]],
                          Tuple[object, jax.Array, jax.Array]]
 
 
 def regressor_reconstructor(trainer, params) -> Reconstructor:
   """The trained network alone (what the paper evaluates)."""
-  def reconstruct(images, landmarks, confidence):
-    del landmarks, confidence  # the network needs the image only
-    prediction = trainer.predict(params, images)
+  def reconstruct(batch):
+    prediction = trainer.predict(params, batch['image'])
     return (prediction.params, prediction.geometry_offsets,
             prediction.reflectance_offsets)
   return reconstruct
@@ -64,7 +65,8 @@ def fitting_reconstructor(model: fm.FaceModel, intrinsics: camera.Intrinsics,
                           config: fit.FitConfig = fit.FitConfig(),
                           regressor=None) -> Reconstructor:
   """Per-image fitting (optionally seeded by a regressor), one at a time."""
-  def reconstruct(images, landmarks, confidence):
+  def reconstruct(batch):
+    images = batch['image']
     initial = None
     if regressor is not None:
       trainer, params = regressor
@@ -74,10 +76,25 @@ def fitting_reconstructor(model: fm.FaceModel, intrinsics: camera.Intrinsics,
       start = None if initial is None else jax.tree_util.tree_map(
           lambda x, i=index: x[i], initial)
       result = fit.fit_face(model, intrinsics, images[index],
-                            landmarks[index], confidence[index], config, start)
+                            batch['landmarks'][index],
+                            batch['landmark_confidence'][index], config, start)
       faces.append((result.params, result.geometry_offsets,
                     result.reflectance_offsets))
     return jax.tree_util.tree_map(lambda *x: jnp.stack(x), *faces)
+  return reconstruct
+
+
+def true_base_reconstructor(model: fm.FaceModel) -> Reconstructor:
+  """The synthetic truth's base-level parameters with no correctives: the
+  best the base level can do, whose geometric error is what the
+  out-of-space variation alone costs."""
+  layout = layout_lib.ParameterLayout.for_model(model, 0, False)
+
+  def reconstruct(batch):
+    if 'params' not in batch:
+      raise ValueError('the dataset has no true parameters')
+    zeros = jnp.zeros(batch['image'].shape[:1] + (model.num_vertices, 3))
+    return layout.split(batch['params']), zeros, zeros
   return reconstruct
 
 
@@ -147,15 +164,15 @@ def evaluate(model: fm.FaceModel, intrinsics: camera.Intrinsics,
       break
     count = len(batch['image']) if limit is None else min(
         len(batch['image']), limit - done)
-    images = jnp.asarray(batch['image'][:count], jnp.float32) / 255.0
-    landmarks = jnp.asarray(batch['landmarks'][:count], jnp.float32)
-    confidence = jnp.asarray(batch['landmark_confidence'][:count],
-                             jnp.float32)
+    inputs = {key: jnp.asarray(value[:count], jnp.float32)
+              for key, value in batch.items()}
+    inputs['image'] = inputs['image'] / 255.0
+    images, landmarks = inputs['image'], inputs['landmarks']
     if not warm:  # compile outside the timing
-      jax.block_until_ready(reconstruct(images, landmarks, confidence))
+      jax.block_until_ready(reconstruct(inputs))
       warm = True
     start = time.perf_counter()
-    faces = jax.block_until_ready(reconstruct(images, landmarks, confidence))
+    faces = jax.block_until_ready(reconstruct(inputs))
     seconds = (time.perf_counter() - start) / count
     has_truth = 'vertices' in batch
     for index in range(count):

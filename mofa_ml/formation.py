@@ -181,6 +181,12 @@ def render_both_levels(model: fm.FaceModel, params: layout_lib.FaceParams,
   Returns:
     (base, final) PointRendering.
   """
-  return (render_level(model, params, intrinsics),
-          render_level(model, params, intrinsics, geometry_offsets,
-                       reflectance_offsets))
+  # The base surface once, shared by both levels (not left to XLA's CSE).
+  vertices, reflectance, sh = level_surface(model, params)
+  final_sh = sh if params.sh_final is None else params.sh_final
+  render = lambda v, r, light: render_points(
+      v, r, model.triangles, params.rotation, params.translation, light,
+      intrinsics)
+  return (render(vertices, reflectance, sh),
+          render(vertices + geometry_offsets,
+                 reflectance + reflectance_offsets, final_sh))
