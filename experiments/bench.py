@@ -62,6 +62,18 @@ _MIN_SECONDS = flags.DEFINE_float(
     '(at least 3 repeats).')
 
 
+def _cpu_model() -> str:
+  """The CPU's marketing name where Linux tells it, else the architecture."""
+  try:
+    with open('/proc/cpuinfo', encoding='utf-8') as f:
+      for line in f:
+        if line.startswith('model name'):
+          return line.split(':', 1)[1].strip()
+  except OSError:
+    pass
+  return platform.processor() or platform.machine()
+
+
 def median_seconds(function, *args) -> float:
   """Median wall time of `function(*args)` after a warm-up call."""
   jax.block_until_ready(function(*args))
@@ -288,7 +300,7 @@ def main(argv):
   results = {
       'device': device.device_kind, 'platform': device.platform,
       'device_count': jax.device_count(),
-      'cpu': platform.processor() or platform.machine(),
+      'cpu': _cpu_model(),
       'cpu_count': os.cpu_count(), 'jax': jax.__version__,
       'date': time.strftime('%Y-%m-%d'),
   }

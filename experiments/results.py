@@ -142,7 +142,7 @@ def speed_tables(results: str) -> str:
     with open(path, encoding='utf-8') as f:
       bench = json.load(f)
     parts.append(
-        f'### {bench["device"]} ({bench["platform"]}, {bench["cpu_count"]} '
+        f'### {bench["device"]} ({bench["cpu"]}, {bench["cpu_count"]} '
         f'CPU cores, JAX {bench["jax"]}, {bench["date"]})\n\n'
         f'Attainable FLOP/s: {bench["matmul"]["size"]}³ float32 matmul, '
         f'{bench["matmul"]["gflop_per_s"]:.0f} GFLOP/s. Source: '
