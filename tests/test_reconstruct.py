@@ -114,11 +114,11 @@ def test_reconstruct_writes_everything_and_aligns(reconstructed, ict_model,
   truth = lm.read_pts(samples.sample_faces()[name].landmarks_path)
   projected = np.asarray(description['landmarks']['model_projected'])
   assert metrics.landmark_nme(projected, truth) < NME_BOUNDS[name]
-  metrics = description['metrics']
-  assert metrics['landmark_error_px'] < metrics['start_landmark_error_px']
-  assert (metrics['photometric_error_base'] <
-          metrics['start_photometric_error_base'])
-  assert metrics['photometric_error_final'] < metrics['photometric_error_base']
+  errors = description['metrics']
+  assert errors['landmark_error_px'] < errors['start_landmark_error_px']
+  assert (errors['photometric_error_base'] <
+          errors['start_photometric_error_base'])
+  assert errors['photometric_error_final'] < errors['photometric_error_base']
   photo = image_io.load_image(samples.sample_faces()[name].image_path)
   overlay = image_io.load_image(str(folder / 'overlay.png'))
   assert overlay.shape == photo.shape

@@ -8,7 +8,8 @@ metrics), eval.md (the paper's table form: mean ± SD of base and final
 levels), histograms.png and, where the dataset has ground-truth geometry
 (the synthetic corpus), heat_map.png (mean per-vertex error on the mean
 face). Without --checkpoint every face is fitted per image; with one the
-network alone is evaluated unless --fit.
+network alone is evaluated unless --fit. The default dataset, the synthetic
+benchmark, is generated on first use (a few minutes on a CPU).
 """
 
 import os
