@@ -281,7 +281,7 @@ def heat_map_png(model: fm.FaceModel, per_image: Dict[str, np.ndarray],
   colour_map = plt.get_cmap('viridis')
   # A tighter framing than the training crop's, so the face fills the panel.
   intrinsics = camera.default_intrinsics(
-      size, 1.4 * camera.DEFAULT_FOCAL_LENGTH * size /
+      size, 1.25 * camera.DEFAULT_FOCAL_LENGTH * size /
       camera.DEFAULT_IMAGE_SIZE)
   translation = camera.centring_translation(model.mean_shape,
                                             model.landmark_vertices)
