@@ -46,6 +46,8 @@ _BACKBONES = ('alexnet', 'light')
 _TITLES = {'alexnet': 'Regressor, AlexNet (width 0.25)',
            'light': 'Regressor, light backbone (width 0.5)',
            'fitting': 'Per-image fitting (200 + 150 steps)',
+           'fitting_from_truth': ('Per-image fitting, final phase only, '
+                                  'from the true base parameters'),
            'truth_base': 'True base-level parameters (the base level\'s floor)'}
 
 
@@ -60,7 +62,7 @@ def train_runs():
 def evaluate_methods(results: str):
   methods = {backbone: os.path.join(_WORKDIR.value, backbone)
              for backbone in _BACKBONES}
-  methods['fitting'] = methods['truth_base'] = None
+  methods.update(fitting=None, fitting_from_truth=None, truth_base=None)
   for name, workdir in methods.items():
     folder = os.path.join(results, name)
     if os.path.exists(os.path.join(folder, 'eval.json')) and not (
@@ -72,10 +74,13 @@ def evaluate_methods(results: str):
       trainer = train.Trainer(synthetic.get_config())
       reconstruct = evaluate.true_base_reconstructor(trainer.face_model)
       limit, mode = count, 'truth'
-    elif name == 'fitting':
+    elif name.startswith('fitting'):
       trainer = train.Trainer(synthetic.get_config())
+      from_truth = name == 'fitting_from_truth'
       reconstruct = evaluate.fitting_reconstructor(
-          trainer.face_model, trainer.intrinsics, fit.FitConfig())
+          trainer.face_model, trainer.intrinsics,
+          fit.FitConfig(base_steps=0) if from_truth else fit.FitConfig(),
+          start_from_truth=from_truth)
       limit, mode = _FIT_LIMIT.value, 'fitting'
     else:
       trainer, params = train.load_regressor(workdir)

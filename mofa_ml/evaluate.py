@@ -30,6 +30,7 @@ from mofa_ml import fit
 from mofa_ml import formation
 from mofa_ml import layout as layout_lib
 from mofa_ml import metrics
+from mofa_ml import network
 from mofa_ml import objective
 from mofa_ml import raster
 from mofa_ml import shading
@@ -64,14 +65,23 @@ def regressor_reconstructor(trainer, params) -> Reconstructor:
 
 def fitting_reconstructor(model: fm.FaceModel, intrinsics: camera.Intrinsics,
                           config: fit.FitConfig = fit.FitConfig(),
-                          regressor=None) -> Reconstructor:
-  """Per-image fitting (optionally seeded by a regressor), one at a time."""
+                          regressor=None,
+                          start_from_truth: bool = False) -> Reconstructor:
+  """Per-image fitting, one face at a time, from the mean face, a
+  regressor's prediction, or (`start_from_truth`, synthetic data) the true
+  base-level parameters: where the objective itself leads."""
+  base_layout = layout_lib.ParameterLayout.for_model(model, 0, False)
+
   def reconstruct(batch):
     images = batch['image']
     initial = None
     if regressor is not None:
       trainer, params = regressor
       initial = trainer.predict(params, images)
+    if start_from_truth:
+      zeros = jnp.zeros(images.shape[:1] + (model.num_vertices, 3))
+      initial = network.Prediction(base_layout.split(batch['params']), zeros,
+                                   zeros)
     faces = []
     for index in range(images.shape[0]):
       start = None if initial is None else jax.tree_util.tree_map(

@@ -11,6 +11,7 @@ import pytest
 
 from mofa_ml import camera
 from mofa_ml import evaluate
+from mofa_ml import fit
 from mofa_ml import layout as layout_lib
 from mofa_ml.data import input_pipeline
 
@@ -121,3 +122,29 @@ def test_photo_datasets_without_geometry_get_the_other_metrics(
   files = evaluate.report_files(ict_model, per_image, {}, 'photos')
   assert set(files) == {'eval.json', 'eval.md', 'histograms.png'}
   assert 'Geometric' not in files['eval.md'].decode()
+
+
+def test_fitting_can_start_from_the_true_base_parameters(ict_model,
+                                                        tiny_data_dir):
+  source = input_pipeline.load_source('mofa_synthetic/tiny', 'test',
+                                      tiny_data_dir)
+  intrinsics = camera.default_intrinsics()
+  floor = evaluate.evaluate(ict_model, intrinsics,
+                            evaluate.true_base_reconstructor(ict_model),
+                            input_pipeline.evaluation_batches(source, 2),
+                            limit=2)
+  # One small step from the truth stays next to it; from the mean face the
+  # same step lands far away.
+  config = fit.FitConfig(base_steps=0, final_steps=1)
+  near = evaluate.evaluate(
+      ict_model, intrinsics,
+      evaluate.fitting_reconstructor(ict_model, intrinsics, config,
+                                     start_from_truth=True),
+      input_pipeline.evaluation_batches(source, 2), limit=2)
+  far = evaluate.evaluate(
+      ict_model, intrinsics,
+      evaluate.fitting_reconstructor(ict_model, intrinsics, config),
+      input_pipeline.evaluation_batches(source, 2), limit=2)
+  np.testing.assert_allclose(near['geometry_mm_base'],
+                             floor['geometry_mm_base'], atol=0.3)
+  assert np.all(far['geometry_mm_base'] > floor['geometry_mm_base'] + 0.5)
