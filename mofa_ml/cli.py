@@ -50,7 +50,18 @@ def main(argv=None):
   module = importlib.import_module(SUBCOMMANDS[name][0])
   # Libraries (orbax, TFDS) log routine steps at INFO through absl; start
   # at WARNING, which a later --verbosity on the command line overrides.
-  app.run(module.main, argv=[f'mofa {name}', '--verbosity=-1'] + argv[2:])
+  # absl's --help prints the __main__ module's docstring and the flags of
+  # the module that sys.argv[0] names: point both at the subcommand.
+  sys.modules['__main__'].__doc__ = module.__doc__
+  sys.argv[0] = module.__name__
+  try:
+    app.run(module.main, argv=[f'mofa {name}', '--verbosity=-1'] + argv[2:])
+  except SystemExit as e:
+    # absl ends --help with status 1; asking for help is not a failure.
+    if e.code == 1 and set(argv[2:]) & {'--help', '-h', '--helpfull',
+                                        '--helpshort', '-?'}:
+      return 0
+    raise
   return 0
 
 

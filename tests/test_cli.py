@@ -22,6 +22,15 @@ def test_usage_and_unknown_subcommand():
   assert "unknown subcommand 'frobnicate'" in unknown.stderr
 
 
+def test_subcommand_help_describes_it_and_lists_its_flags():
+  for name, flag in (('eval', '--checkpoint'), ('render', '--output'),
+                     ('train', '--workdir')):
+    listing = run_mofa(name, '--help')
+    assert listing.returncode == 0
+    assert f'mofa {name}' in listing.stdout
+    assert flag in listing.stdout
+
+
 def test_render_writes_a_face_and_never_overwrites(tmp_path):
   output = os.path.join(tmp_path, 'face.png')
   result = run_mofa('render', f'--output={output}', '--image_size=160',

@@ -97,6 +97,7 @@ def test_eval_command_end_to_end(tiny_data_dir, tmp_path):
 
 @pytest.mark.parametrize('flag, message', [
     ('--dataset=no_such_set', 'unknown dataset'),
+    ('--dataset=mofa_faces/never_prepared', 'lives in the <output>/tfds'),
     ('--checkpoint=/no/such/run', 'checkpoint folder not found'),
 ])
 def test_eval_command_bad_input(tmp_path, flag, message):

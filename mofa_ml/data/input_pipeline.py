@@ -35,8 +35,19 @@ def load_source(name: str, split: str, data_dir: Optional[str] = None,
   """
   try:
     builder = tfds.builder(name, data_dir=data_dir)
-  except tfds.core.registered.DatasetNotFoundError as e:
-    raise ValueError(f'unknown dataset {name!r}: {e}') from None
+  except tfds.core.registered.DatasetNotFoundError:
+    # TFDS's own message lists its whole catalogue; name ours instead.
+    raise ValueError(f'unknown dataset {name!r} (this package provides '
+                     'mofa_synthetic/<config> and mofa_faces/<name>)'
+                     ) from None
+  except ValueError as e:
+    if 'BuilderConfig' not in str(e):
+      raise
+    folder = data_dir or 'the TFDS default folder'
+    raise ValueError(
+        f'dataset {name!r} not found in {folder} (mofa_faces/<name> lives in '
+        'the <output>/tfds folder of `mofa prepare`; mofa_synthetic has tiny, '
+        'smoke, benchmark and default)') from None
   if not builder.is_prepared():
     if not prepare:
       raise ValueError(f'dataset {name!r} is not prepared in '
