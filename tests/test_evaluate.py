@@ -1,7 +1,6 @@
 """Evaluation: the ground truth scores perfectly; `mofa eval` end to end."""
 
 import json
-import os
 import subprocess
 import sys
 
