@@ -29,8 +29,10 @@ from absl import logging
 import jax
 
 from experiments.configs import synthetic
+from mofa_ml import camera
 from mofa_ml import evaluate
 from mofa_ml import export
+from mofa_ml import face_model as fm
 from mofa_ml import fit
 from mofa_ml import image_io
 from mofa_ml import train
@@ -63,6 +65,8 @@ def evaluate_methods(results: str):
   methods = {backbone: os.path.join(_WORKDIR.value, backbone)
              for backbone in _BACKBONES}
   methods.update(fitting=None, fitting_from_truth=None, truth_base=None)
+  bundled_model = fm.load_face_model()  # the synthetic corpus's
+  crop_camera = camera.default_intrinsics()
   for name, workdir in methods.items():
     folder = os.path.join(results, name)
     if os.path.exists(os.path.join(folder, 'eval.json')) and not (
@@ -70,32 +74,31 @@ def evaluate_methods(results: str):
       continue
     count, batches = evaluate.load_split('mofa_synthetic/benchmark', 'test',
                                          _DATA_DIR.value)
+    model, intrinsics = bundled_model, crop_camera
     if name == 'truth_base':
-      trainer = train.Trainer(synthetic.get_config())
-      reconstruct = evaluate.true_base_reconstructor(trainer.face_model)
+      reconstruct = evaluate.true_base_reconstructor(model)
       limit, mode = count, 'truth'
     elif name.startswith('fitting'):
-      trainer = train.Trainer(synthetic.get_config())
       from_truth = name == 'fitting_from_truth'
       reconstruct = evaluate.fitting_reconstructor(
-          trainer.face_model, trainer.intrinsics,
+          model, intrinsics,
           fit.FitConfig(base_steps=0) if from_truth else fit.FitConfig(),
           start_from_truth=from_truth)
       limit, mode = _FIT_LIMIT.value, 'fitting'
     else:
       trainer, params = train.load_regressor(workdir)
+      model, intrinsics = trainer.face_model, trainer.intrinsics
       reconstruct = evaluate.regressor_reconstructor(trainer, params)
       limit, mode = count, 'regressor'
     print(f'evaluating {name} on {limit} test images')
-    per_image = evaluate.evaluate(trainer.face_model, trainer.intrinsics,
-                                  reconstruct, batches, limit)
+    per_image = evaluate.evaluate(model, intrinsics, reconstruct, batches,
+                                  limit)
     info = {'mode': mode, 'checkpoint': workdir,
             'dataset': 'mofa_synthetic/benchmark', 'split': 'test',
-            'device': jax.devices()[0].device_kind,
-            'face_model': trainer.face_model.name}
+            'device': jax.devices()[0].device_kind, 'face_model': model.name}
     os.makedirs(folder, exist_ok=True)
     export.write_files(folder, evaluate.report_files(
-        trainer.face_model, per_image, info, _TITLES[name]), overwrite=True)
+        model, per_image, info, _TITLES[name]), overwrite=True)
 
 
 def run_bench(results: str):

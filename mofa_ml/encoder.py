@@ -28,6 +28,18 @@ import jax
 import jax.numpy as jnp
 
 
+def _standardized(images: jax.Array, dtype) -> jax.Array:
+  """Checks (B, H, W, 3) images in [0, 1]; maps them to about [-2, 2]."""
+  chex.assert_rank(images, 4)
+  chex.assert_axis_dimension(images, 3, 3)
+  return (images.astype(dtype) - 0.5) * 4.0
+
+
+def _scaled(size: int, width: float, minimum: int) -> int:
+  """A layer size times the trunk's `width`, at least `minimum`."""
+  return max(minimum, int(round(size * width)))
+
+
 class AlexNetTrunk(nn.Module):
   """(B, H, W, 3) images in [0, 1] -> (B, F) features."""
   width: float = 1.0
@@ -36,21 +48,19 @@ class AlexNetTrunk(nn.Module):
 
   @nn.compact
   def __call__(self, images: jax.Array) -> jax.Array:
-    chex.assert_rank(images, 4)
-    chex.assert_axis_dimension(images, 3, 3)
-    channels = lambda c: max(8, int(round(c * self.width)))
+    channels = lambda c: _scaled(c, self.width, 8)
     conv = lambda c, k, s, name: nn.Conv(
         channels(c), (k, k), strides=(s, s),
         padding='VALID' if k == 11 else 'SAME', dtype=self.dtype, name=name)
     pool = lambda x: nn.max_pool(x, (3, 3), strides=(2, 2))
-    x = (images.astype(self.dtype) - 0.5) * 4.0
+    x = _standardized(images, self.dtype)
     x = pool(nn.relu(conv(96, 11, 4, 'conv1')(x)))
     x = pool(nn.relu(conv(256, 5, 1, 'conv2')(x)))
     x = nn.relu(conv(384, 3, 1, 'conv3')(x))
     x = nn.relu(conv(384, 3, 1, 'conv4')(x))
     x = pool(nn.relu(conv(256, 3, 1, 'conv5')(x)))
     x = x.reshape(x.shape[0], -1)
-    dense = max(16, int(round(self.dense_size * self.width)))
+    dense = _scaled(self.dense_size, self.width, 16)
     x = nn.relu(nn.Dense(dense, dtype=self.dtype, name='fc6')(x))
     x = nn.relu(nn.Dense(dense, dtype=self.dtype, name='fc7')(x))
     return x
@@ -64,17 +74,15 @@ class LightTrunk(nn.Module):
 
   @nn.compact
   def __call__(self, images: jax.Array) -> jax.Array:
-    chex.assert_rank(images, 4)
-    chex.assert_axis_dimension(images, 3, 3)
-    channels = lambda c: max(8, int(round(c * self.width)))
-    x = (images.astype(self.dtype) - 0.5) * 4.0
+    channels = lambda c: _scaled(c, self.width, 8)
+    x = _standardized(images, self.dtype)
     x = nn.relu(nn.Conv(channels(32), (4, 4), strides=(4, 4),
                         padding='VALID', dtype=self.dtype, name='embed')(x))
     for index, c in enumerate((64, 128, 256, 256)):
       x = nn.relu(nn.Conv(channels(c), (3, 3), strides=(2, 2),
                           dtype=self.dtype, name=f'conv{index + 1}')(x))
     x = x.reshape(x.shape[0], -1)  # keeps where things are: pose needs it
-    dense = max(16, int(round(self.dense_size * self.width)))
+    dense = _scaled(self.dense_size, self.width, 16)
     return nn.relu(nn.Dense(dense, dtype=self.dtype, name='fc')(x))
 
 

@@ -38,6 +38,8 @@ from mofa_ml import viz
 from mofa_ml.data import input_pipeline
 
 LEVELS = ('base', 'final')
+# What `report_files` can write (heat_map.png only with true geometry).
+REPORT_FILES = ('eval.json', 'eval.md', 'histograms.png', 'heat_map.png')
 
 # Paper Sec. 7.2 (mean +- SD): FaceWarehouse geometry, validation-set
 # photometric error.
@@ -115,11 +117,9 @@ def _face_metrics(model, intrinsics, params, geometry_offsets,
   """Metrics of one face; see the module docstring."""
   renderings = formation.render_both_levels(model, params, geometry_offsets,
                                             reflectance_offsets, intrinsics)
-  surfaces = (model.geometry(params.shape, params.expression),)
-  surfaces += (surfaces[0] + geometry_offsets,)
   out = {}
   height, width = image.shape[:2]
-  for level, rendering, vertices in zip(LEVELS, renderings, surfaces):
+  for level, rendering in zip(LEVELS, renderings):
     # The visible face: front-facing and not hidden (the depth buffer), so
     # a cheek behind the nose does not count; colours clipped to [0, 1]
     # like the photo's.
@@ -135,8 +135,9 @@ def _face_metrics(model, intrinsics, params, geometry_offsets,
     out[f'landmark_nme_{level}'] = metrics.landmark_nme(
         rendering.pixels[indices], landmarks)
     if has_truth:
-      similarity = metrics.similarity_alignment(vertices, truth)
-      aligned = similarity.apply(vertices)
+      # The camera-space points: the similarity alignment absorbs the pose.
+      similarity = metrics.similarity_alignment(rendering.points, truth)
+      aligned = similarity.apply(rendering.points)
       out[f'vertex_errors_{level}'] = jnp.linalg.norm(aligned - truth, axis=-1)
       out[f'aligned_{level}'] = aligned
   return out
@@ -189,8 +190,8 @@ def evaluate(model: fm.FaceModel, intrinsics: camera.Intrinsics,
     for index in range(count):
       params, geometry, reflectance = jax.tree_util.tree_map(
           lambda x, i=index: x[i], faces)
-      truth = (jnp.asarray(batch['vertices'][index], jnp.float32)
-               if has_truth else jnp.zeros((model.num_vertices, 3)))
+      truth = (inputs['vertices'][index] if has_truth else
+               jnp.zeros((model.num_vertices, 3)))
       face = jax.device_get(_face_metrics(
           model, intrinsics, params, geometry, reflectance, images[index],
           landmarks[index], truth, has_truth))

@@ -156,22 +156,19 @@ def closest_point_alignment(source: np.ndarray, target: np.ndarray,
   source = _points(source, 'source')
   target = _points(target, 'target')
   tree = scipy.spatial.cKDTree(target)
-  if initial is None:
-    initial = Similarity(np.float64(1.0), np.eye(3), np.zeros(3))
-  similarity = Similarity(*(np.asarray(x, np.float64) for x in initial))
+  on_host = lambda s: Similarity(*(np.asarray(x, np.float64) for x in s))
+  similarity = on_host(initial or Similarity(1.0, np.eye(3), np.zeros(3)))
+  source_on_device = jnp.asarray(source)
   previous = np.inf
   for iteration in range(1, max_iterations + 1):
-    moved = similarity.apply(source)
-    distances, nearest = tree.query(moved)
+    distances, nearest = tree.query(similarity.apply(source))
     error = distances.mean()
     if np.isfinite(previous) and previous - error <= tolerance * previous:
       break
     previous = error
-    similarity = Similarity(*(np.asarray(x, np.float64) for x in
-                              similarity_alignment(
-                                  jnp.asarray(source), jnp.asarray(
-                                      target[nearest]),
-                                  with_scale=with_scale)))
+    similarity = on_host(similarity_alignment(
+        source_on_device, jnp.asarray(target[nearest]),
+        with_scale=with_scale))
   distances, _ = tree.query(similarity.apply(source))
   return ClosestPointResult(similarity, distances, iteration)
 

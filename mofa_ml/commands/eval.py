@@ -23,7 +23,7 @@ from mofa_ml import camera
 from mofa_ml import evaluate
 from mofa_ml import export
 from mofa_ml import face_model as fm
-from mofa_ml import fit
+from mofa_ml.commands import common
 
 _CHECKPOINT = flags.DEFINE_string(
     'checkpoint', None, 'Training workdir (or its checkpoints/); without it '
@@ -53,21 +53,15 @@ def _fail(message: str):
 def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f'unexpected arguments: {" ".join(argv[1:])}')
-  try:
-    steps = [int(value) for value in _FIT_STEPS.value]
-    assert len(steps) == 2 and min(steps) >= 0
-  except (ValueError, AssertionError):
-    raise app.UsageError('--fit_steps must be two counts, e.g. 200,150'
-                         ) from None
+  fit_config = common.fit_config(_FIT_STEPS.value)
   if _BATCH.value < 1 or (_LIMIT.value is not None and _LIMIT.value < 1):
     raise app.UsageError('--batch_size and --limit must be positive')
   output = os.path.abspath(_OUTPUT.value)
-  names = ('eval.json', 'eval.md', 'histograms.png', 'heat_map.png')
-  existing = [n for n in names if os.path.exists(os.path.join(output, n))]
+  existing = [name for name in evaluate.REPORT_FILES
+              if os.path.exists(os.path.join(output, name))]
   if existing and not _OVERWRITE.value:
     _fail(f'{os.path.join(output, existing[0])} exists; pass --overwrite to '
           'replace it')
-  fit_config = fit.FitConfig(base_steps=steps[0], final_steps=steps[1])
   try:
     if _CHECKPOINT.value:
       from mofa_ml import train  # pylint: disable=g-import-not-at-top

@@ -32,10 +32,10 @@ import tqdm
 
 from mofa_ml import export
 from mofa_ml import face_model as fm
-from mofa_ml import fit
 from mofa_ml import image_io
 from mofa_ml import reconstruct
 from mofa_ml import samples
+from mofa_ml.commands import common
 from mofa_ml.data import detection
 from mofa_ml.data import prepare
 
@@ -94,12 +94,7 @@ def resolve_inputs(entries):
 def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f'unexpected arguments: {" ".join(argv[1:])}')
-  try:
-    steps = [int(value) for value in _FIT_STEPS.value]
-    assert len(steps) == 2 and min(steps) >= 0
-  except (ValueError, AssertionError):
-    raise app.UsageError('--fit_steps must be two counts, e.g. 200,150'
-                         ) from None
+  fit_config = common.fit_config(_FIT_STEPS.value)
   output = os.path.abspath(_OUTPUT.value)
   try:
     os.makedirs(output, exist_ok=True)
@@ -116,9 +111,8 @@ def main(argv):
     if _CHECKPOINT.value:
       from mofa_ml import train  # pylint: disable=g-import-not-at-top
       regressor = train.load_regressor(_CHECKPOINT.value)
-    fit_config = fit.FitConfig(base_steps=steps[0], final_steps=steps[1]) if (
-        _FIT.value) else None
-    reconstructor = reconstruct.Reconstructor(model, regressor, fit_config)
+    reconstructor = reconstruct.Reconstructor(
+        model, regressor, fit_config if _FIT.value else None)
   except (ValueError, FileNotFoundError) as e:
     raise SystemExit(f'mofa reconstruct: {e}') from None
   photos, videos, errors = resolve_inputs(_INPUT.value)
