@@ -18,7 +18,6 @@ medians after compilation (`block_until_ready`). Writes a JSON with the
 device named; docs/results.md is made from it (experiments/results.py).
 """
 
-import importlib.util
 import json
 import os
 import platform
@@ -26,19 +25,23 @@ import time
 
 from absl import app
 from absl import flags
+import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import numpy as np
 
-from mofa_ml import camera
-from mofa_ml import encoder as encoder_lib
-from mofa_ml import face_model as fm
-from mofa_ml import formation
 from mofa_ml import image_io
-from mofa_ml import layout as layout_lib
-from mofa_ml import raster
-from mofa_ml import shading
-from mofa_ml import train
+from mofa_ml.facemodel import face_model as fm
+from mofa_ml.facemodel import layout as layout_lib
+from mofa_ml.facemodel import levels
+from mofa_ml.learning import encoder as encoder_lib
+from mofa_ml.learning import network
+from mofa_ml.learning import regressor
+from mofa_ml.learning import train
+from mofa_ml.rendering import camera
+from mofa_ml.rendering import formation
+from mofa_ml.rendering import raster
+from mofa_ml.rendering import shading
 
 _OUTPUT = flags.DEFINE_string('output', 'bench.json', 'JSON file to write.')
 _OVERWRITE = flags.DEFINE_bool('overwrite', False, 'Replace --output.')
@@ -92,17 +95,6 @@ def compiled_flops(function, *args) -> float:
   return float(analysis['flops'])
 
 
-def load_config(spec: str):
-  """A training config from 'path[:argument]'."""
-  path, _, argument = spec.partition(':')
-  if not os.path.isfile(path):
-    raise ValueError(f'model config not found: {path}')
-  module_spec = importlib.util.spec_from_file_location('bench_config', path)
-  module = importlib.util.module_from_spec(module_spec)
-  module_spec.loader.exec_module(module)
-  return module.get_config(argument) if argument else module.get_config()
-
-
 def matmul_peak(size: int) -> dict:
   a = jax.random.normal(jax.random.PRNGKey(0), (size, size), jnp.float32)
   b = jax.random.normal(jax.random.PRNGKey(1), (size, size), jnp.float32)
@@ -111,27 +103,22 @@ def matmul_peak(size: int) -> dict:
           'gflop_per_s': 2 * size**3 / seconds / 1e9}
 
 
-def time_inference(trainer: train.Trainer, batch_sizes, peak_gflops) -> list:
+def time_inference(setup: regressor.Setup, batch_sizes,
+                   peak_gflops) -> list:
   """Encoder alone and end to end, per batch size."""
-  config = trainer.config
-  encoder = encoder_lib.Encoder(
-      trainer.layout.base_size, trainer.layout.num_correctives,
-      config.model.width, config.model.dense_size,
-      config.model.get('backbone', 'alexnet'))
-  size = config.image_size
-  encoder_params = encoder.init(jax.random.PRNGKey(0),
-                                jnp.zeros((1, size, size, 3)))
-  params = trainer.init_params(jax.random.PRNGKey(0))
-  model, intrinsics = trainer.face_model, trainer.intrinsics
-
-  encode = jax.jit(encoder.apply)
+  size = setup.image_size
+  params = setup.init_params(jax.random.PRNGKey(0))
+  encode = jax.jit(lambda p, x: setup.network.apply(
+      {'params': p}, x, method=network.FaceNetwork.encode))
+  encoder_params = params
+  model, intrinsics = setup.face_model, setup.intrinsics
 
   @jax.jit
   def end_to_end(params, images):
-    prediction = trainer.network.apply({'params': params}, images,
-                                       trainer.scaling)
-    return jax.vmap(lambda p, g, r: formation.render_both_levels(
-        model, p, g, r, intrinsics))(prediction.params,
+    prediction = setup.network.apply({'params': params}, images,
+                                     setup.scaling)
+    return jax.vmap(lambda p, g, r: levels.render_levels(
+        model, p, intrinsics, g, r))(prediction.params,
                                      prediction.geometry_offsets,
                                      prediction.reflectance_offsets)
 
@@ -161,56 +148,46 @@ def time_inference(trainer: train.Trainer, batch_sizes, peak_gflops) -> list:
 
 
 def alexnet_layer_profile(batch: int, peak_gflops: float) -> list:
-  """Each AlexNet layer alone at `batch`: where the encoder's time goes."""
-  key = jax.random.PRNGKey(0)
-  x = jax.random.uniform(key, (batch, 240, 240, 3))
+  """Each layer of `encoder.AlexNetTrunk` alone (with its ReLU) at `batch`,
+  on the input it sees inside the trunk: where the encoder's time goes."""
+  trunk = encoder_lib.AlexNetTrunk()
+  images = jax.random.uniform(jax.random.PRNGKey(0), (batch, 240, 240, 3))
+  variables = trunk.init(jax.random.PRNGKey(0), images)
+  layers = []
+
+  def record(call, args, kwargs, context):
+    module = context.module
+    if context.method_name == '__call__' and isinstance(module,
+                                                        (nn.Conv, nn.Dense)):
+      layers.append((module.name, module.clone(parent=None), args[0]))
+    return call(*args, **kwargs)
+
+  with nn.intercept_methods(record):
+    trunk.apply(variables, images)
   rows = []
-
-  def record(name, function, *args):
-    jitted = jax.jit(function)
-    seconds = median_seconds(jitted, *args)
-    flops = compiled_flops(jitted, *args)
-    rows.append({'layer': name, 'ms': 1e3 * seconds,
-                 'gflop': flops / 1e9,
+  for name, module, inputs in layers:
+    layer = jax.jit(lambda p, x, m=module: jax.nn.relu(
+        m.apply({'params': p}, x)))
+    params = variables['params'][name]
+    seconds = median_seconds(layer, params, inputs)
+    flops = compiled_flops(layer, params, inputs)
+    rows.append({'layer': name, 'input_shape': list(inputs.shape),
+                 'ms': 1e3 * seconds, 'gflop': flops / 1e9,
                  'fraction_of_matmul': flops / seconds / 1e9 / peak_gflops})
-    return jitted(*args)
-
-  def conv(x, kernel, stride, padding):
-    return jax.nn.relu(jax.lax.conv_general_dilated(
-        x, kernel, (stride, stride), padding,
-        dimension_numbers=('NHWC', 'HWIO', 'NHWC')))
-
-  pool = lambda x: jax.lax.reduce_window(x, -jnp.inf, jax.lax.max,
-                                         (1, 3, 3, 1), (1, 2, 2, 1), 'VALID')
-  layers = [('conv1 11x11/4, 3->96', 11, 3, 96, 4, 'VALID', True),
-            ('conv2 5x5, 96->256', 5, 96, 256, 1, 'SAME', True),
-            ('conv3 3x3, 256->384', 3, 256, 384, 1, 'SAME', False),
-            ('conv4 3x3, 384->384', 3, 384, 384, 1, 'SAME', False),
-            ('conv5 3x3, 384->256', 3, 384, 256, 1, 'SAME', True)]
-  for name, size, cin, cout, stride, padding, pooled in layers:
-    kernel = 0.01 * jnp.ones((size, size, cin, cout))
-    x = record(name, lambda x, k, s=stride, p=padding: conv(x, k, s, p), x,
-               kernel)
-    if pooled:
-      x = record(f'max-pool after {name.split()[0]}', pool, x)
-  x = x.reshape(batch, -1)
-  for name, width in (('fc6', 4096), ('fc7', 4096)):
-    x = record(name, lambda x, w: jax.nn.relu(x @ w), x,
-               0.01 * jnp.ones((x.shape[1], width)))
-  for row in rows:
-    print(f'  {row["layer"]}: {row["ms"]:.1f} ms, '
-          f'{row["fraction_of_matmul"]:.0%} of matmul')
+    print(f'  {name} {tuple(inputs.shape)}: {1e3 * seconds:.1f} ms, '
+          f'{rows[-1]["fraction_of_matmul"]:.0%} of matmul')
   return rows
 
 
 def time_training(trainer: train.Trainer, batch_sizes) -> list:
   """Stage-2 steps/s per batch size (all loss terms, both levels)."""
-  model, size = trainer.face_model, trainer.config.image_size
+  setup = trainer.setup
+  model, size = setup.face_model, setup.image_size
   # The mean face where the untrained network puts it.
-  start = trainer.layout.split(trainer.scaling.offset)
+  start = setup.layout.split(setup.scaling.offset)
   pixels = camera.project(
       camera.rigid_transform(model.mean_shape, jnp.eye(3), start.translation),
-      trainer.intrinsics)[model.landmark_vertices]
+      setup.intrinsics)[model.landmark_vertices]
   stage = 1 if trainer.config.stage2.steps else 0
   rows = []
   for batch in batch_sizes:
@@ -221,7 +198,7 @@ def time_training(trainer: train.Trainer, batch_sizes) -> list:
         'landmarks': np.broadcast_to(np.asarray(pixels), (batch, 68, 2)),
         'landmark_confidence': np.ones((batch, 68), np.float32),
     }, trainer.data_sharding)
-    state = trainer.new_state(trainer.init_params(jax.random.PRNGKey(0)),
+    state = trainer.new_state(setup.init_params(jax.random.PRNGKey(0)),
                               stage, 0)
     step = trainer.train_step(stage)
     for _ in range(2):  # compile and warm up
@@ -253,8 +230,8 @@ def time_formation(model: fm.FaceModel, batch_sizes) -> dict:
   offsets = jnp.zeros((model.num_vertices, 3))
 
   def both_levels(params, image):
-    base, final = formation.render_both_levels(model, params, offsets,
-                                               offsets, intrinsics)
+    base, final = levels.render_levels(model, params, intrinsics, offsets,
+                                       offsets)
     base_seen, _ = formation.sample_image(image, base.pixels)
     final_seen, _ = formation.sample_image(image, final.pixels)
     return (jnp.sum(base.visible[:, None] * (base_seen - base.colors)) +
@@ -293,7 +270,7 @@ def main(argv):
     batch_sizes, train_batches, formation_batches = (
         parse(_BATCHES.value), parse(_TRAIN_BATCHES.value),
         parse(_FORMATION_BATCHES.value))
-    configs = {spec: load_config(spec) for spec in _MODELS.value}
+    configs = {spec: train.load_config(spec) for spec in _MODELS.value}
   except ValueError as e:
     raise SystemExit(f'bench: {e}') from None
   device = jax.devices()[0]
@@ -318,8 +295,8 @@ def main(argv):
         'width': model.width, 'dense_size': model.dense_size,
         'num_correctives': model.num_correctives,
         'parameters': int(sum(x.size for x in jax.tree_util.tree_leaves(
-            trainer.init_params(jax.random.PRNGKey(0))))),
-        'inference': time_inference(trainer, batch_sizes, peak),
+            trainer.setup.init_params(jax.random.PRNGKey(0))))),
+        'inference': time_inference(trainer.setup, batch_sizes, peak),
         'training': time_training(trainer, train_batches),
     })
   if any(m['backbone'] == 'alexnet' and m['width'] == 1.0

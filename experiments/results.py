@@ -29,13 +29,13 @@ from absl import logging
 import jax
 
 from experiments.configs import synthetic
-from mofa_ml import camera
-from mofa_ml import evaluate
-from mofa_ml import export
-from mofa_ml import face_model as fm
-from mofa_ml import fit
 from mofa_ml import image_io
-from mofa_ml import train
+from mofa_ml.evaluation import evaluate
+from mofa_ml.evaluation import report
+from mofa_ml.facemodel import levels
+from mofa_ml.learning import train
+from mofa_ml.reconstruction import export
+from mofa_ml.reconstruction import fit
 
 _WORKDIR = flags.DEFINE_string('workdir', 'runs/results',
                                'Training runs go here.')
@@ -58,15 +58,13 @@ def train_runs():
     config = synthetic.get_config(backbone)
     config.data_dir = _DATA_DIR.value or ''
     print(f'training {backbone} in {_WORKDIR.value}/{backbone}')
-    train.train_and_evaluate(config, os.path.join(_WORKDIR.value, backbone))
+    train.train(config, os.path.join(_WORKDIR.value, backbone))
 
 
 def evaluate_methods(results: str):
   methods = {backbone: os.path.join(_WORKDIR.value, backbone)
              for backbone in _BACKBONES}
   methods.update(fitting=None, fitting_from_truth=None, truth_base=None)
-  bundled_model = fm.load_face_model()  # the synthetic corpus's
-  crop_camera = camera.default_intrinsics()
   for name, workdir in methods.items():
     folder = os.path.join(results, name)
     if os.path.exists(os.path.join(folder, 'eval.json')) and not (
@@ -74,31 +72,26 @@ def evaluate_methods(results: str):
       continue
     count, batches = evaluate.load_split('mofa_synthetic/benchmark', 'test',
                                          _DATA_DIR.value)
-    model, intrinsics = bundled_model, crop_camera
     if name == 'truth_base':
-      reconstruct = evaluate.true_base_reconstructor(model)
-      limit, mode = count, 'truth'
+      method = evaluate.select_method(true_base=True)
     elif name.startswith('fitting'):
       from_truth = name == 'fitting_from_truth'
-      reconstruct = evaluate.fitting_reconstructor(
-          model, intrinsics,
-          fit.FitConfig(base_steps=0) if from_truth else fit.FitConfig(),
-          start_from_truth=from_truth)
-      limit, mode = _FIT_LIMIT.value, 'fitting'
+      method = evaluate.select_method(
+          fit_config=fit.FitConfig(base_steps=0) if from_truth else
+          fit.FitConfig(), start_from_truth=from_truth)
     else:
-      trainer, params = train.load_regressor(workdir)
-      model, intrinsics = trainer.face_model, trainer.intrinsics
-      reconstruct = evaluate.regressor_reconstructor(trainer, params)
-      limit, mode = count, 'regressor'
+      method = evaluate.select_method(workdir)
+    limit = _FIT_LIMIT.value if name.startswith('fitting') else count
     print(f'evaluating {name} on {limit} test images')
-    per_image = evaluate.evaluate(model, intrinsics, reconstruct, batches,
-                                  limit)
-    info = {'mode': mode, 'checkpoint': workdir,
+    per_image = evaluate.evaluate(method.model, method.intrinsics,
+                                  method.reconstruct, batches, limit)
+    info = {'mode': method.mode, 'checkpoint': workdir,
             'dataset': 'mofa_synthetic/benchmark', 'split': 'test',
-            'device': jax.devices()[0].device_kind, 'face_model': model.name}
+            'device': jax.devices()[0].device_kind,
+            'face_model': method.model.name}
     os.makedirs(folder, exist_ok=True)
-    export.write_files(folder, evaluate.report_files(
-        model, per_image, info, _TITLES[name]), overwrite=True)
+    export.write_files(folder, report.report_files(
+        method.model, per_image, info, _TITLES[name]), overwrite=True)
 
 
 def run_bench(results: str):
@@ -129,18 +122,18 @@ def synthetic_table(results: str) -> str:
     for key, digits in (('geometry_mm', 2), ('hausdorff_mm', 2),
                         ('photometric', 3), ('landmark_nme', 4)):
       cells += [_cell(summary[key][level], digits)
-                for level in evaluate.LEVELS]
+                for level in levels.LEVELS]
     cells.append(f'{summary["ms_per_image"]:.2f}')
     lines.append('| ' + ' | '.join(cells) + ' |')
-  paper = evaluate.PAPER
+  paper = report.PAPER
   lines.append(
       '| Paper (FaceWarehouse geometry; validation photometry) | | ' +
       ' | '.join(f'{paper["geometry_mm"][l][0]:.2f} ± '
                  f'{paper["geometry_mm"][l][1]:.2f}'
-                 for l in evaluate.LEVELS) + ' | | | ' +
+                 for l in levels.LEVELS) + ' | | | ' +
       ' | '.join(f'{paper["photometric"][l][0]:.3f} ± '
                  f'{paper["photometric"][l][1]:.3f}'
-                 for l in evaluate.LEVELS) + ' | | | |')
+                 for l in levels.LEVELS) + ' | | | |')
   return '\n'.join(lines)
 
 

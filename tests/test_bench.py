@@ -44,5 +44,5 @@ def test_bench_runs_and_reports_consistent_numbers(tmp_path):
   missing = _bench('--models=experiments/configs/nope.py',
                    f'--output={tmp_path / "other.json"}')
   assert missing.returncode != 0
-  assert 'model config not found' in missing.stderr
+  assert 'config file not found' in missing.stderr
   assert 'Traceback' not in missing.stderr + again.stderr

@@ -5,7 +5,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from mofa_ml import camera
+from mofa_ml.rendering import camera
 
 
 def test_rotations_are_proper_and_orthonormal():

@@ -6,12 +6,12 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from mofa_ml import camera
-from mofa_ml import correctives
-from mofa_ml import encoder
-from mofa_ml import layout as layout_lib
-from mofa_ml import network
-from mofa_ml import shading
+from mofa_ml.facemodel import layout as layout_lib
+from mofa_ml.learning import correctives
+from mofa_ml.learning import encoder
+from mofa_ml.learning import network
+from mofa_ml.rendering import camera
+from mofa_ml.rendering import shading
 
 
 @pytest.mark.parametrize('hidden', [(), (16,), (16, 8)])
@@ -63,9 +63,9 @@ def test_light_trunk_shapes_and_flops():
 @pytest.mark.parametrize('backbone', ['alexnet', 'light'])
 def test_first_prediction_is_near_the_mean_face(ict_model, backbone):
   layout = layout_lib.ParameterLayout.for_model(ict_model, 16)
-  net = network.FaceAutoencoder(layout, ict_model.num_vertices, width=0.25,
-                                dense_size=64, backbone=backbone)
-  scaling = network.parameter_scaling(ict_model, layout)
+  net = network.FaceNetwork(layout, ict_model.num_vertices, width=0.25,
+                            dense_size=64, backbone=backbone)
+  scaling = layout_lib.parameter_scaling(ict_model, layout)
   images = jax.random.uniform(jax.random.PRNGKey(0), (2, 240, 240, 3))
   variables = net.init(jax.random.PRNGKey(1), images, scaling)
   prediction = net.apply(variables, images, scaling)
@@ -93,8 +93,18 @@ def test_first_prediction_is_near_the_mean_face(ict_model, backbone):
 
 def test_unknown_backbone_is_named(ict_model):
   layout = layout_lib.ParameterLayout.for_model(ict_model, 4)
-  net = network.FaceAutoencoder(layout, ict_model.num_vertices,
-                                backbone='resnet')
+  net = network.FaceNetwork(layout, ict_model.num_vertices,
+                            backbone='resnet')
   with pytest.raises(ValueError, match="unknown backbone 'resnet'"):
     net.init(jax.random.PRNGKey(0), jnp.zeros((1, 240, 240, 3)),
-             network.parameter_scaling(ict_model, layout))
+             layout_lib.parameter_scaling(ict_model, layout))
+
+
+def test_a_shared_light_builds_no_final_light_head(ict_model):
+  for separate, expected in ((True, True), (False, False)):
+    layout = layout_lib.ParameterLayout.for_model(ict_model, 4, separate)
+    net = network.FaceNetwork(layout, ict_model.num_vertices, width=0.125,
+                              dense_size=16, backbone='light')
+    params = net.init(jax.random.PRNGKey(0), jnp.zeros((1, 240, 240, 3)),
+                      layout_lib.parameter_scaling(ict_model, layout))
+    assert ('sh_final_head' in params['params'][network.ENCODER]) == expected

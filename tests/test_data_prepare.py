@@ -13,18 +13,18 @@ import jax
 import numpy as np
 import pytest
 
-from mofa_ml import camera
 from mofa_ml import image_io
-from mofa_ml import landmarks as lm
-from mofa_ml import layout as layout_lib
-from mofa_ml import metrics
 from mofa_ml import samples
-from mofa_ml import train
 from mofa_ml.data import crop
 from mofa_ml.data import detection
 from mofa_ml.data import input_pipeline
 from mofa_ml.data import prepare
 from mofa_ml.data import synthetic
+from mofa_ml.evaluation import metrics
+from mofa_ml.facemodel import landmarks as lm
+from mofa_ml.facemodel import layout as layout_lib
+from mofa_ml.learning import train
+from mofa_ml.rendering import camera
 
 # Measured NME (outer-eye-corner normalised) of the chosen detector on the
 # bundled photos: 0.048, 0.104, 0.036. Bounds leave a margin.
@@ -221,16 +221,12 @@ def test_training_runs_on_a_prepared_folder(tmp_path, ict_model, landmarker):
                                                   validation_fraction=0.0),
                            progress=False, landmarker=landmarker)
   assert report['faces']['train'] == 8
-  config = train.default_config()
+  sys.path.insert(0, os.path.dirname(__file__))
+  import test_train  # pylint: disable=g-import-not-at-top
+  config = test_train.tiny_config(report['data_dir'], stage1=2, stage2=2)
   config.dataset = 'mofa_faces/synthetic_photos'
-  config.data_dir = report['data_dir']
-  config.model.width, config.model.dense_size = 0.125, 32
-  config.model.num_correctives = 8
-  config.optimizer.name = 'adam'
-  config.stage1.steps, config.stage2.steps = 2, 2
-  config.batch_size, config.num_data_threads = 4, 1
-  config.log_every = config.checkpoint_every = config.image_every = 2
-  state = train.train_and_evaluate(config, str(tmp_path / 'run'))
+  config.image_every = 2  # the image summaries too
+  state = train.train(config, str(tmp_path / 'run'))
   assert int(state.step) == 4
   records = [json.loads(line) for line in
              open(tmp_path / 'run' / 'metrics.jsonl')]

@@ -8,14 +8,15 @@ import jax
 import numpy as np
 import pytest
 
-from mofa_ml import camera
-from mofa_ml import evaluate
-from mofa_ml import fit
-from mofa_ml import layout as layout_lib
 from mofa_ml.data import input_pipeline
+from mofa_ml.evaluation import evaluate
+from mofa_ml.evaluation import report
+from mofa_ml.facemodel import layout as layout_lib
+from mofa_ml.reconstruction import fit
+from mofa_ml.rendering import camera
 
 
-def _truth_reconstructor(model):
+def _truth_method(model):
   """The batch's true parameters and corrective fields: perfect."""
   layout = layout_lib.ParameterLayout.for_model(model, 0, False)
 
@@ -31,7 +32,7 @@ def _truth_reconstructor(model):
 def test_ground_truth_scores_perfectly(ict_model, tiny_data_dir):
   source = input_pipeline.load_source('mofa_synthetic/tiny', 'test',
                                       tiny_data_dir)
-  reconstruct = _truth_reconstructor(ict_model)
+  reconstruct = _truth_method(ict_model)
   per_image = evaluate.evaluate(
       ict_model, camera.default_intrinsics(), reconstruct,
       input_pipeline.evaluation_batches(source, 4), limit=6)
@@ -51,19 +52,19 @@ def test_ground_truth_scores_perfectly(ict_model, tiny_data_dir):
   # The true base parameters alone: both levels equal, off by the bumps.
   floor = evaluate.evaluate(
       ict_model, camera.default_intrinsics(),
-      evaluate.true_base_reconstructor(ict_model),
+      evaluate.true_base_method(ict_model),
       input_pipeline.evaluation_batches(source, 4), limit=6)
   np.testing.assert_allclose(floor['geometry_mm_base'],
                              per_image['geometry_mm_base'], rtol=1e-4)
   np.testing.assert_array_equal(floor['geometry_mm_base'],
                                 floor['geometry_mm_final'])
-  summary = evaluate.summarize(per_image)
+  summary = report.summarize(per_image)
   assert summary['count'] == 6
   np.testing.assert_allclose(summary['geometry_mm']['final']['mean'],
                              per_image['geometry_mm_final'].mean())
-  table = evaluate.markdown_table(summary, 'truth')
+  table = report.markdown_table(summary, 'truth')
   assert '| Geometric error (mm) |' in table and '1.84 ± 0.38' in table
-  files = evaluate.report_files(ict_model, per_image, {'mode': 'truth'},
+  files = report.report_files(ict_model, per_image, {'mode': 'truth'},
                                 'truth')
   assert set(files) == {'eval.json', 'eval.md', 'histograms.png',
                         'heat_map.png'}
@@ -115,11 +116,11 @@ def test_photo_datasets_without_geometry_get_the_other_metrics(
               ('image', 'landmarks', 'landmark_confidence', 'params')}]
   per_image = evaluate.evaluate(
       ict_model, camera.default_intrinsics(),
-      evaluate.true_base_reconstructor(ict_model), batches)
+      evaluate.true_base_method(ict_model), batches)
   assert not any(key.startswith(('geometry', 'hausdorff', 'vertex_error'))
                  for key in per_image)
   assert per_image['photometric_base'].max() < 0.25
-  files = evaluate.report_files(ict_model, per_image, {}, 'photos')
+  files = report.report_files(ict_model, per_image, {}, 'photos')
   assert set(files) == {'eval.json', 'eval.md', 'histograms.png'}
   assert 'Geometric' not in files['eval.md'].decode()
 
@@ -130,7 +131,7 @@ def test_fitting_can_start_from_the_true_base_parameters(ict_model,
                                       tiny_data_dir)
   intrinsics = camera.default_intrinsics()
   floor = evaluate.evaluate(ict_model, intrinsics,
-                            evaluate.true_base_reconstructor(ict_model),
+                            evaluate.true_base_method(ict_model),
                             input_pipeline.evaluation_batches(source, 2),
                             limit=2)
   # One small step from the truth stays next to it; from the mean face the
@@ -138,12 +139,12 @@ def test_fitting_can_start_from_the_true_base_parameters(ict_model,
   config = fit.FitConfig(base_steps=0, final_steps=1)
   near = evaluate.evaluate(
       ict_model, intrinsics,
-      evaluate.fitting_reconstructor(ict_model, intrinsics, config,
-                                     start_from_truth=True),
+      evaluate.fitting_method(ict_model, intrinsics, config,
+                              start_from_truth=True),
       input_pipeline.evaluation_batches(source, 2), limit=2)
   far = evaluate.evaluate(
       ict_model, intrinsics,
-      evaluate.fitting_reconstructor(ict_model, intrinsics, config),
+      evaluate.fitting_method(ict_model, intrinsics, config),
       input_pipeline.evaluation_batches(source, 2), limit=2)
   np.testing.assert_allclose(near['geometry_mm_base'],
                              floor['geometry_mm_base'], atol=0.3)

@@ -8,15 +8,16 @@ import numpy as np
 import pytest
 import scipy.io
 
-from mofa_ml import face_model as fm
-from mofa_ml import landmarks as lm
-from mofa_ml import layout as layout_lib
-from mofa_ml import mesh
+from mofa_ml.facemodel import face_model as fm
+from mofa_ml.facemodel import ict
+from mofa_ml.facemodel import landmarks as lm
+from mofa_ml.facemodel import layout as layout_lib
+from mofa_ml.rendering import mesh
 
 
 def test_shipped_derived_asset_matches_a_rebuild():
-  shipped = fm.load_ict_derived()
-  rebuilt = fm.build_ict_derived(fm.load_ict_source())
+  shipped = ict.load_derived()
+  rebuilt = ict.build_derived(ict.load_source())
   assert set(shipped) == set(rebuilt)
   for key in shipped:
     np.testing.assert_allclose(shipped[key], rebuilt[key], rtol=1e-4,
@@ -61,15 +62,15 @@ def test_bases_are_orthonormal_and_sigmas_descend(ict_model):
 
 
 def test_pca_reproduces_the_blendshape_span_to_the_stated_variance(ict_model):
-  source = fm.load_ict_source()
-  derived = fm.load_ict_derived()
+  source = ict.load_source()
+  derived = ict.load_derived()
   n = ict_model.num_vertices
   for key, basis, retained_key in (
       ('identity_basis', ict_model.shape_basis, 'identity_variance_retained'),
       ('expression_basis', ict_model.expression_basis,
        'expression_variance_retained')):
     deltas = source[key][:, :n].reshape(len(source[key]), -1).astype(
-        np.float64) * fm.CM_TO_MM
+        np.float64) * ict.CM_TO_MM
     flat = np.asarray(basis, np.float64).reshape(len(basis), -1)
     projected = deltas @ flat.T @ flat
     kept = np.sum(projected**2) / np.sum(deltas**2)
@@ -79,7 +80,7 @@ def test_pca_reproduces_the_blendshape_span_to_the_stated_variance(ict_model):
   np.testing.assert_allclose(derived['expression_variance_retained'], 1.0,
                              rtol=1e-9)
   # The std of mode 1 is the spread of unit-variance blendshape weights.
-  deltas = source['identity_basis'][:, :n].reshape(100, -1) * fm.CM_TO_MM
+  deltas = source['identity_basis'][:, :n].reshape(100, -1) * ict.CM_TO_MM
   mode = np.asarray(ict_model.shape_basis[0]).ravel()
   np.testing.assert_allclose(np.linalg.norm(deltas @ mode),
                              ict_model.shape_sigma[0], rtol=1e-4)
@@ -163,7 +164,7 @@ def write_synthetic_bfm(path, shape_modes=80, expression_modes=64,
 def test_bfm09_loader_matches_the_file_and_gives_257_plus_2c(tmp_path):
   path = os.path.join(tmp_path, 'BFM_model_front.mat')
   contents = write_synthetic_bfm(path)
-  model = fm.load_bfm09_front(path)
+  model = fm.load_face_model(f'bfm09:{path}')
   n = contents['meanshape'].size // 3
   assert model.num_vertices == n
   assert (model.num_shape, model.num_expression, model.num_reflectance) == (
@@ -196,16 +197,19 @@ def test_bfm09_loader_matches_the_file_and_gives_257_plus_2c(tmp_path):
 
 def test_bfm09_loader_errors_name_the_problem(tmp_path):
   with pytest.raises(FileNotFoundError, match='not found'):
-    fm.load_bfm09_front(os.path.join(tmp_path, 'missing.mat'))
+    fm.load_face_model('bfm09:' + os.path.join(tmp_path, 'missing.mat'))
   junk = os.path.join(tmp_path, 'junk.mat')
   with open(junk, 'wb') as f:
     f.write(b'this is not a mat file at all' * 10)
   with pytest.raises(ValueError, match='not a readable MATLAB'):
-    fm.load_bfm09_front(junk)
+    fm.load_face_model(f'bfm09:{junk}')
   partial = os.path.join(tmp_path, 'partial.mat')
   scipy.io.savemat(partial, {'meanshape': np.zeros((1, 9))})
   with pytest.raises(ValueError, match='missing idBase'):
-    fm.load_bfm09_front(partial)
+    fm.load_face_model(f'bfm09:{partial}')
+  for spec in ('bfm', 'bfm09', 'ict:extra', 'flame:x.npz'):
+    with pytest.raises(ValueError, match='unknown face model'):
+      fm.load_face_model(spec)
 
 
 def test_fingerprint_is_stable_and_tells_models_apart(ict_model, tmp_path):
@@ -213,6 +217,6 @@ def test_fingerprint_is_stable_and_tells_models_apart(ict_model, tmp_path):
   assert ict_model.fingerprint() == again.fingerprint()
   path = os.path.join(tmp_path, 'BFM_model_front.mat')
   write_synthetic_bfm(path)
-  assert fm.load_bfm09_front(path).fingerprint() != ict_model.fingerprint()
+  assert fm.load_face_model(f'bfm09:{path}').fingerprint() != ict_model.fingerprint()
   shifted = ict_model.replace(mean_shape=ict_model.mean_shape + 1.0)
   assert shifted.fingerprint() != ict_model.fingerprint()

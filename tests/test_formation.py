@@ -6,11 +6,12 @@ import jax.numpy as jnp
 from jax.test_util import check_grads
 import numpy as np
 
-from mofa_ml import camera
-from mofa_ml import formation
-from mofa_ml import layout as layout_lib
-from mofa_ml import mesh
-from mofa_ml import shading
+from mofa_ml.facemodel import layout as layout_lib
+from mofa_ml.facemodel import levels
+from mofa_ml.rendering import camera
+from mofa_ml.rendering import formation
+from mofa_ml.rendering import mesh
+from mofa_ml.rendering import shading
 
 
 def numpy_bilinear(image, u, v):
@@ -116,15 +117,15 @@ def test_full_formation_gradients_match_finite_differences(ict_model):
         0.5 + 0.3 * np.sin(cols / 17.0) * np.cos(rows / 23.0),
         0.4 + 0.2 * np.cos(cols / 19.0 + rows / 29.0),
         0.3 + 0.001 * cols], -1))
-    visible = formation.render_level(model, params, intrinsics).visible
+    visible = levels.render_levels(model, params, intrinsics)[0].visible
     count = model.num_vertices
 
     def photometric(x, offsets):
       params = layout.split(x)
-      observed_base = formation.render_level(model, params, intrinsics)
-      observed_final = formation.render_level(
+      observed_base = levels.render_levels(model, params, intrinsics)[0]
+      observed_final = levels.render_levels(
           model, params, intrinsics, geometry_offsets=offsets[:count],
-          reflectance_offsets=offsets[count:])
+          reflectance_offsets=offsets[count:])[1]
       loss = 0.0
       for rendering in (observed_base, observed_final):
         observed, _ = formation.sample_image(image, rendering.pixels)
@@ -164,11 +165,11 @@ def test_final_level_adds_offsets_and_uses_its_own_light(ict_model):
   params = _random_params(ict_model, layout, jax.random.PRNGKey(1),
                           jnp.float32)
   intrinsics = camera.default_intrinsics()
-  base = formation.render_level(ict_model, params, intrinsics)
+  base = levels.render_levels(ict_model, params, intrinsics)[0]
   offsets = jnp.zeros((ict_model.num_vertices, 3)).at[:, 0].set(2.0)
-  final = formation.render_level(ict_model, params, intrinsics,
-                                 geometry_offsets=offsets,
-                                 reflectance_offsets=jnp.zeros_like(offsets))
+  final = levels.render_levels(ict_model, params, intrinsics,
+                               geometry_offsets=offsets,
+                               reflectance_offsets=jnp.zeros_like(offsets))[1]
   rotation = camera.pose_rotation(params.rotation)
   np.testing.assert_allclose(final.points - base.points,
                              np.broadcast_to(rotation @ jnp.asarray(
@@ -185,12 +186,12 @@ def test_vmap_and_jit_equal_a_python_loop(ict_model):
                           jnp.float32) for seed in range(3)]
   stacked = jax.tree_util.tree_map(lambda *a: jnp.stack(a), *batch)
   batched = jax.jit(jax.vmap(
-      lambda p: formation.render_level(ict_model, p, intrinsics)))(stacked)
+      lambda p: levels.render_levels(ict_model, p, intrinsics)[0]))(stacked)
   chex.assert_shape(batched.pixels, (3, ict_model.num_vertices, 2))
   chex.assert_shape(batched.colors, (3, ict_model.num_vertices, 3))
   chex.assert_shape(batched.visible, (3, ict_model.num_vertices))
   for index, params in enumerate(batch):
-    single = formation.render_level(ict_model, params, intrinsics)
+    single = levels.render_levels(ict_model, params, intrinsics)[0]
     for field in single._fields:
       np.testing.assert_allclose(getattr(batched, field)[index],
                                  getattr(single, field), rtol=1e-4, atol=1e-3,
@@ -204,8 +205,8 @@ def test_frontal_mean_face_projects_into_the_crop(ict_model):
       translation=camera.centring_translation(ict_model.mean_shape,
                                               ict_model.landmark_vertices),
       sh_base=jnp.asarray(shading.AMBIENT_WHITE))
-  rendering = formation.render_level(ict_model, params,
-                                     camera.default_intrinsics())
+  rendering = levels.render_levels(ict_model, params,
+                                   camera.default_intrinsics())[0]
   landmarks = rendering.pixels[ict_model.landmark_vertices]
   assert np.all((landmarks > 20) & (landmarks < 220))
   # Ambient white light reproduces the albedo exactly.

@@ -1,13 +1,16 @@
-"""68-point markup files and groups."""
+"""68-point markup files and groups; the sliding contour."""
 
 import os
 
+import jax.numpy as jnp
 import numpy as np
 import pytest
 
 from mofa_ml import image_io
-from mofa_ml import landmarks as lm
 from mofa_ml import samples
+from mofa_ml.facemodel import landmarks as lm
+from mofa_ml.rendering import camera
+from mofa_ml.rendering import mesh
 
 
 def test_groups_partition_the_68_points():
@@ -59,3 +62,31 @@ def test_bad_files_give_clear_errors(tmp_path):
     f.write('hello')
   with pytest.raises(ValueError, match='not a .pts file'):
     lm.read_pts(junk)
+
+
+def test_sliding_landmarks_pick_the_silhouette_of_a_rotated_sphere():
+  unit, _ = mesh.icosphere(4)
+  radius, centre = 80.0, np.array([20.0, -10.0, 600.0])
+  rotation = np.asarray(camera.euler_to_rotation(jnp.asarray([0.3, 0.8, 0.1])))
+  points = (unit @ rotation.T) * radius + centre
+  intrinsics = camera.default_intrinsics()
+  # Candidates: the vertices near one great circle (x = 0 in the sphere's
+  # own frame), like a strip across the jaw line.
+  strip = np.flatnonzero(np.abs(unit[:, 0]) < 0.03)
+  # Silhouette: where the view ray is tangent, (p - c) . p = 0.
+  tangency = np.abs(np.sum((points[strip] - centre) * points[strip], 1))
+  tangency /= np.linalg.norm(points[strip], axis=1) * radius
+  target = strip[np.argmin(tangency)]
+  detected = camera.project(jnp.asarray(points[target][None]), intrinsics)
+  chosen = lm.sliding_contour_vertices(
+      jnp.asarray(points, jnp.float32), detected, intrinsics,
+      jnp.asarray(strip[None]), jnp.ones((1, len(strip)), bool))
+  assert int(chosen[0]) == target
+  # Padded slots never win, even if they are closer.
+  padded = np.concatenate([strip[strip != target], [target]])[None]
+  mask = np.ones_like(padded, bool)
+  mask[0, -1] = False
+  chosen = lm.sliding_contour_vertices(
+      jnp.asarray(points, jnp.float32), detected, intrinsics,
+      jnp.asarray(padded), jnp.asarray(mask))
+  assert int(chosen[0]) != target

@@ -6,7 +6,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from mofa_ml import layout as layout_lib
+from mofa_ml.facemodel import layout as layout_lib
 
 PAPER = dict(num_shape=80, num_expression=64, num_reflectance=80)
 

@@ -5,9 +5,8 @@ import jax.numpy as jnp
 from jax.test_util import check_grads
 import numpy as np
 
-from mofa_ml import camera
-from mofa_ml import losses
-from mofa_ml import mesh
+from mofa_ml.learning import losses
+from mofa_ml.rendering import mesh
 
 # A tiny mesh: a square split into two triangles, plus its padded 1-ring.
 SQUARE_TRIANGLES = np.array([[0, 1, 2], [0, 2, 3]])
@@ -59,40 +58,14 @@ def test_sparse_landmarks_by_hand_and_gradient():
                 modes=('rev',))
 
 
-def test_sliding_landmarks_pick_the_silhouette_of_a_rotated_sphere():
-  unit, _ = mesh.icosphere(4)
-  radius, centre = 80.0, np.array([20.0, -10.0, 600.0])
-  rotation = np.asarray(camera.euler_to_rotation(jnp.asarray([0.3, 0.8, 0.1])))
-  points = (unit @ rotation.T) * radius + centre
-  intrinsics = camera.default_intrinsics()
-  # Candidates: the vertices near one great circle (x = 0 in the sphere's
-  # own frame), like a strip across the jaw line.
-  strip = np.flatnonzero(np.abs(unit[:, 0]) < 0.03)
-  # Silhouette: where the view ray is tangent, (p - c) . p = 0.
-  tangency = np.abs(np.sum((points[strip] - centre) * points[strip], 1))
-  tangency /= np.linalg.norm(points[strip], axis=1) * radius
-  target = strip[np.argmin(tangency)]
-  detected = camera.project(jnp.asarray(points[target][None]), intrinsics)
-  chosen = losses.sliding_contour_vertices(
-      jnp.asarray(points, jnp.float32), detected, intrinsics,
-      jnp.asarray(strip[None]), jnp.ones((1, len(strip)), bool))
-  assert int(chosen[0]) == target
-  # Padded slots never win, even if they are closer.
-  padded = np.concatenate([strip[strip != target], [target]])[None]
-  mask = np.ones_like(padded, bool)
-  mask[0, -1] = False
-  chosen = losses.sliding_contour_vertices(
-      jnp.asarray(points, jnp.float32), detected, intrinsics,
-      jnp.asarray(padded), jnp.asarray(mask))
-  assert int(chosen[0]) != target
-
-
 def test_statistical_by_hand():
-  value = losses.statistical(
-      jnp.asarray([2.0, 0.0]), jnp.asarray([1.0]), jnp.asarray([3.0, 6.0]),
-      jnp.asarray([1.0, 5.0]), jnp.asarray([0.5]), jnp.asarray([3.0, 2.0]),
-      reflectance_weight=0.1)
-  np.testing.assert_allclose(value, 4.0 + 4.0 + 0.1 * (1.0 + 9.0))
+  geometry = losses.statistical_geometry(
+      jnp.asarray([2.0, 0.0]), jnp.asarray([1.0]), jnp.asarray([1.0, 5.0]),
+      jnp.asarray([0.5]))
+  np.testing.assert_allclose(geometry, 4.0 + 4.0)
+  reflectance = losses.statistical_reflectance(jnp.asarray([3.0, 6.0]),
+                                               jnp.asarray([3.0, 2.0]))
+  np.testing.assert_allclose(reflectance, 1.0 + 9.0)
 
 
 def test_corrective_smoothness_and_stabilization_by_hand():

@@ -6,7 +6,7 @@ import jax.numpy as jnp
 import numpy as np
 import scipy.spatial
 
-from mofa_ml import mesh
+from mofa_ml.rendering import mesh
 
 OCTAHEDRON_VERTICES = np.array([[1, 0, 0], [-1, 0, 0], [0, 1, 0], [0, -1, 0],
                                 [0, 0, 1], [0, 0, -1]], np.float32)

@@ -6,11 +6,11 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from mofa_ml import camera
-from mofa_ml import landmarks as lm
-from mofa_ml import mesh
-from mofa_ml import metrics
 from mofa_ml import samples
+from mofa_ml.evaluation import metrics
+from mofa_ml.facemodel import landmarks as lm
+from mofa_ml.rendering import camera
+from mofa_ml.rendering import mesh
 
 
 def _random_similarity(seed):

@@ -4,9 +4,9 @@ import chex
 import jax.numpy as jnp
 import numpy as np
 
-from mofa_ml import camera
-from mofa_ml import mesh
-from mofa_ml import raster
+from mofa_ml.rendering import camera
+from mofa_ml.rendering import mesh
+from mofa_ml.rendering import raster
 
 
 def screen_of(points, intrinsics):

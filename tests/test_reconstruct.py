@@ -11,15 +11,15 @@ import numpy as np
 import pytest
 import trimesh
 
-from mofa_ml import camera
-from mofa_ml import export
-from mofa_ml import fit
 from mofa_ml import image_io
-from mofa_ml import landmarks as lm
-from mofa_ml import layout as layout_lib
-from mofa_ml import metrics
 from mofa_ml import samples
 from mofa_ml.data import synthetic
+from mofa_ml.evaluation import metrics
+from mofa_ml.facemodel import landmarks as lm
+from mofa_ml.facemodel import layout as layout_lib
+from mofa_ml.reconstruction import export
+from mofa_ml.reconstruction import fit
+from mofa_ml.rendering import camera
 
 # Measured NME of the reconstruction's projected model landmarks against
 # the ground-truth .pts: breakingbad 0.104, einstein 0.103, takeo 0.050.
@@ -171,9 +171,9 @@ def test_regressor_checkpoints_are_used_or_refused(tiny_data_dir, tmp_path):
   sys.path.insert(0, os.path.dirname(__file__))
   import test_face_model  # pylint: disable=g-import-not-at-top
   import test_train  # pylint: disable=g-import-not-at-top
-  from mofa_ml import train  # pylint: disable=g-import-not-at-top
+  from mofa_ml.learning import train  # pylint: disable=g-import-not-at-top
   config = test_train.tiny_config(tiny_data_dir, stage1=1, stage2=1)
-  train.train_and_evaluate(config, str(tmp_path / 'ict_run'))
+  train.train(config, str(tmp_path / 'ict_run'))
   output = str(tmp_path / 'out')
   regressed = run_mofa('reconstruct', '--input=sample:takeo',
                        f'--output={output}',
@@ -182,8 +182,8 @@ def test_regressor_checkpoints_are_used_or_refused(tiny_data_dir, tmp_path):
   assert sorted(os.listdir(os.path.join(output, 'takeo'))) == sorted(OUTPUTS)
   bfm = str(tmp_path / 'BFM_model_front.mat')
   test_face_model.write_synthetic_bfm(bfm)
-  config.model.bfm_path = bfm
-  train.train_and_evaluate(config, str(tmp_path / 'bfm_run'))
+  config.model.face_model = f'bfm09:{bfm}'
+  train.train(config, str(tmp_path / 'bfm_run'))
   refused = run_mofa('reconstruct', '--input=sample:takeo',
                      f'--output={output}',
                      f'--checkpoint={tmp_path / "bfm_run"}')

@@ -5,7 +5,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from mofa_ml import shading
+from mofa_ml.rendering import shading
 
 
 def sphere_quadrature(polar_count, azimuth_count):

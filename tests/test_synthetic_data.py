@@ -6,11 +6,11 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from mofa_ml import camera
-from mofa_ml import layout as layout_lib
-from mofa_ml import objective
 from mofa_ml.data import input_pipeline
 from mofa_ml.data import synthetic
+from mofa_ml.facemodel import layout as layout_lib
+from mofa_ml.learning import objective
+from mofa_ml.rendering import camera
 
 
 @pytest.fixture(scope='module')
@@ -56,7 +56,7 @@ def test_ground_truth_parameters_explain_the_landmarks(ict_model, faces):
                              atol=1e-3)
   # The objective at the ground truth is small for the landmarks.
   terms = objective.face_objective(
-      ict_model, intrinsics, objective.LossConfig(), params,
+      ict_model, intrinsics, objective.LossConfig.for_stage('stage1'), params,
       jnp.zeros((ict_model.num_vertices, 3)),
       jnp.zeros((ict_model.num_vertices, 3)), jnp.asarray(faces['image'][0]),
       jnp.asarray(faces['landmarks'][0]),

@@ -12,26 +12,30 @@ import jax
 import numpy as np
 import pytest
 
-from mofa_ml import train
+from mofa_ml.learning import objective
+from mofa_ml.learning import train
 
 EXPERIMENTS = os.path.join(os.path.dirname(__file__), '..', 'experiments',
                            'configs')
 
 
+def load_config(name, argument=''):
+  """An experiments/configs file's config, loaded by path."""
+  path = os.path.join(EXPERIMENTS, f'{name}.py')
+  return train.load_config(f'{path}:{argument}' if argument else path)
+
+
 def tiny_config(data_dir, stage1=4, stage2=4):
-  config = train.default_config()
+  """The smoke config (Adam and its rates), shrunk to seconds."""
+  config = load_config('smoke')
   config.dataset = 'mofa_synthetic/tiny'
   config.data_dir = data_dir
   config.model.width = 0.125
   config.model.dense_size = 32
   config.model.num_correctives = 8
-  config.optimizer.name = 'adam'
   config.stage1.steps = stage1
   config.stage1.learning_rate_base = 1e-3
   config.stage2.steps = stage2
-  config.stage2.learning_rate_base = 1e-4
-  config.stage2.learning_rate_geometry = 5e-4
-  config.stage2.learning_rate_reflectance = 1e-3
   config.batch_size = 4
   config.num_data_threads = 1
   config.log_every = 2
@@ -49,7 +53,7 @@ def random_batch(size=4):
 
 
 def test_default_config_is_the_papers():
-  config = train.default_config()
+  config = load_config('default')
   assert (config.stage1.steps, config.stage2.steps) == (200_000, 190_000)
   assert config.batch_size == 5 and config.optimizer.name == 'adadelta'
   assert config.stage1.learning_rate_base == 0.01
@@ -63,11 +67,26 @@ def test_default_config_is_the_papers():
       photo=0.2, reg=0.003, rstd=0.002, smo=3.2e4, ref=13.0, glo=80.0,
       sta=0.08)
   assert config.model.num_correctives == 500
+  # The config's weights are the loss table's paper values and names.
+  for stage in objective.STAGES:
+    assert config[stage].loss.to_dict() == objective.paper_weights(stage)
+    assert config[stage].final_level == (stage == 'stage2')
+
+
+def test_every_config_loads_with_the_default_fields():
+  reference = load_config('default')
+  for name in ('paper', 'paper_stage1', 'paper_stage2', 'smoke'):
+    config = load_config(name)
+    assert set(config.keys()) == set(reference.keys()), name
+  for backbone in ('alexnet', 'light'):
+    config = load_config('synthetic', backbone)
+    assert config.model.backbone == backbone
+    assert config.optimizer.name == 'adam'  # the smoke run's, inherited
 
 
 def test_parameter_groups_cover_heads_and_correctives(tiny_data_dir):
   trainer = train.Trainer(tiny_config(tiny_data_dir))
-  params = trainer.init_params(jax.random.PRNGKey(0))
+  params = trainer.setup.init_params(jax.random.PRNGKey(0))
   labels = jax.tree_util.tree_flatten_with_path(
       train.parameter_groups(params))[0]
   by_group = {}
@@ -84,7 +103,7 @@ def test_parameter_groups_cover_heads_and_correctives(tiny_data_dir):
 def test_stage1_leaves_correctives_bit_identical_and_stage2_moves_them(
     tiny_data_dir):
   trainer = train.Trainer(tiny_config(tiny_data_dir))
-  params = trainer.init_params(jax.random.PRNGKey(0))
+  params = trainer.setup.init_params(jax.random.PRNGKey(0))
   before = jax.device_get(params)
   batch = jax.device_put(random_batch(), trainer.data_sharding)
   state = trainer.new_state(params, 0, 0)
@@ -113,22 +132,23 @@ def test_stage1_leaves_correctives_bit_identical_and_stage2_moves_them(
 def test_stage2_starts_with_the_final_light_equal_to_the_base_light(
     tiny_data_dir):
   trainer = train.Trainer(tiny_config(tiny_data_dir))
-  params = trainer.start_stage2(trainer.init_params(jax.random.PRNGKey(0)))
+  params = trainer.start_stage2(
+      trainer.setup.init_params(jax.random.PRNGKey(0)))
   images = jax.random.uniform(jax.random.PRNGKey(1), (2, 240, 240, 3))
-  prediction = trainer.predict(params, images)
+  prediction = trainer.setup.predict(params, images)
   np.testing.assert_allclose(prediction.params.sh_final,
                              prediction.params.sh_base, rtol=1e-5, atol=1e-6)
 
 
 def test_resume_repeats_an_uninterrupted_run(tiny_data_dir, tmp_path):
   config = tiny_config(tiny_data_dir, stage1=3, stage2=3)
-  straight = train.train_and_evaluate(config, str(tmp_path / 'straight'))
+  straight = train.train(config, str(tmp_path / 'straight'))
   interrupted = str(tmp_path / 'interrupted')
-  first = train.train_and_evaluate(config, interrupted, stop_at=3)
+  first = train.train(config, interrupted, stop_at=3)
   assert int(first.step) == 3
   assert sorted(os.listdir(os.path.join(interrupted, 'checkpoints'))) == [
       '2', '3']
-  resumed = train.train_and_evaluate(config, interrupted)
+  resumed = train.train(config, interrupted)
   assert int(resumed.step) == int(straight.step) == 6
   for a, b in zip(jax.tree_util.tree_leaves(jax.device_get(straight.params)),
                   jax.tree_util.tree_leaves(jax.device_get(resumed.params))):
@@ -141,10 +161,10 @@ def test_resume_repeats_an_uninterrupted_run(tiny_data_dir, tmp_path):
 
 def test_incompatible_checkpoint_is_refused(tiny_data_dir, tmp_path):
   config = tiny_config(tiny_data_dir, stage1=2, stage2=0)
-  train.train_and_evaluate(config, str(tmp_path))
+  train.train(config, str(tmp_path))
   config.model.num_correctives = 9
   with pytest.raises(ValueError, match='parameter layout'):
-    train.train_and_evaluate(config, str(tmp_path))
+    train.train(config, str(tmp_path))
 
 
 def write_config(path, data_dir, **overrides):
@@ -163,8 +183,8 @@ def test_killed_run_resumes_from_its_last_checkpoint(tiny_data_dir, tmp_path):
                                               'stage2.steps': 0,
                                               'checkpoint_every': 5})
   workdir = str(tmp_path / 'run')
-  command = [sys.executable, '-m', 'mofa_ml.train', f'--config={config_path}',
-             f'--workdir={workdir}']
+  command = [sys.executable, '-m', 'mofa_ml.cli', 'train',
+             f'--config={config_path}', f'--workdir={workdir}']
   process = subprocess.Popen(command, stdout=subprocess.PIPE,
                              stderr=subprocess.STDOUT, text=True)
   checkpoints = os.path.join(workdir, 'checkpoints')
@@ -193,10 +213,10 @@ def test_data_parallel_on_four_cpu_devices_matches_one(tiny_data_dir,
   script.write_text('\n'.join([
       'import json, sys', f'sys.path.insert(0, {os.path.dirname(__file__)!r})',
       'import jax, numpy as np', 'import test_train',
-      'from mofa_ml import train',
+      'from mofa_ml.learning import train',
       f'trainer = train.Trainer(test_train.tiny_config({tiny_data_dir!r}))',
-      'state = trainer.new_state(trainer.init_params(jax.random.PRNGKey(0)), '
-      '0, 0)',
+      'state = trainer.new_state(',
+      '    trainer.setup.init_params(jax.random.PRNGKey(0)), 0, 0)',
       'batch = jax.device_put(test_train.random_batch(), trainer.data_sharding)',
       'losses = []',
       'for _ in range(2):',
@@ -222,15 +242,10 @@ def test_data_parallel_on_four_cpu_devices_matches_one(tiny_data_dir,
 
 def test_smoke_config_learns_both_levels(tmp_path_factory):
   """A few hundred CPU steps: losses fall and the final level wins."""
-  import importlib.util  # pylint: disable=g-import-not-at-top
-  spec = importlib.util.spec_from_file_location(
-      'smoke', os.path.join(EXPERIMENTS, 'smoke.py'))
-  smoke = importlib.util.module_from_spec(spec)
-  spec.loader.exec_module(smoke)
-  config = smoke.get_config()
+  config = load_config('smoke')
   config.data_dir = str(tmp_path_factory.mktemp('tfds_smoke'))
   workdir = str(tmp_path_factory.mktemp('smoke_run'))
-  train.train_and_evaluate(config, workdir)
+  train.train(config, workdir)
   records = [json.loads(line) for line in
              open(os.path.join(workdir, 'metrics.jsonl'))]
   stage1 = [r for r in records if r['stage'] == 1]

@@ -6,10 +6,16 @@ w_sta 0.08, C = 500 (supplement Sec. 1). Set --config.init_checkpoint to the
 stage-1 run's workdir/checkpoints.
 """
 
-from mofa_ml import train
+import os
+import sys
+
+# Config files are loaded by path (`--config=.../smoke.py`): make the
+# sibling `default.py` importable wherever the folder is.
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import default  # pylint: disable=g-import-not-at-top,wrong-import-position
 
 
 def get_config():
-  config = train.default_config()
+  config = default.get_config()
   config.stage1.steps = 0
   return config

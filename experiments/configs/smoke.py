@@ -7,11 +7,17 @@ ran 200k of them), too slow to show learning in a few hundred CPU steps. The
 learning rates keep the paper's 1 : 5 : 10 ratio in stage 2.
 """
 
-from mofa_ml import train
+import os
+import sys
+
+# Config files are loaded by path (`--config=.../smoke.py`): make the
+# sibling `default.py` importable wherever the folder is.
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import default  # pylint: disable=g-import-not-at-top,wrong-import-position
 
 
 def get_config():
-  config = train.default_config()
+  config = default.get_config()
   config.dataset = 'mofa_synthetic/smoke'
   config.model.width = 0.25
   config.model.dense_size = 512

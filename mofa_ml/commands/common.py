@@ -1,10 +1,43 @@
-"""Flag parsing shared by the subcommands that fit faces."""
+"""Flags and helpers shared by the subcommands.
 
-from typing import Sequence
+Each command calls the `define_*` functions it needs at import; only the
+chosen subcommand is imported (`cli.py`), so a flag is defined once per run.
+"""
+
+from typing import NamedTuple, Sequence
 
 from absl import app
+from absl import flags
 
-from mofa_ml import fit
+from mofa_ml.facemodel import face_model as fm
+from mofa_ml.reconstruction import fit
+
+
+def define_face_model_flag() -> flags.FlagHolder:
+  return flags.DEFINE_string(
+      'face_model', fm.DEFAULT_SPEC, "Face model: 'ict' (bundled) or "
+      "'bfm09:PATH' (a BFM_model_front.mat). With --checkpoint, the "
+      "checkpoint's own model is used and this must match it.")
+
+
+class ReconstructionFlags(NamedTuple):
+  checkpoint: flags.FlagHolder
+  fit: flags.FlagHolder
+  fit_steps: flags.FlagHolder
+
+
+def define_reconstruction_flags(fit_by_default: bool) -> ReconstructionFlags:
+  """--checkpoint, --fit and --fit_steps."""
+  return ReconstructionFlags(
+      checkpoint=flags.DEFINE_string(
+          'checkpoint', None, 'Training workdir (or its checkpoints/) of a '
+          'regressor; without it the faces are fitted per image.'),
+      fit=flags.DEFINE_bool(
+          'fit', fit_by_default, 'With --checkpoint: refine the '
+          "regressor's prediction by per-image fitting (--nofit: the "
+          'regressor alone).'),
+      fit_steps=flags.DEFINE_list('fit_steps', ['200', '150'],
+                                  'Fitting steps: base phase, final phase.'))
 
 
 def fit_config(fit_steps: Sequence[str]) -> fit.FitConfig:
@@ -15,8 +48,8 @@ def fit_config(fit_steps: Sequence[str]) -> fit.FitConfig:
   """
   try:
     steps = [int(value) for value in fit_steps]
-    assert len(steps) == 2 and min(steps) >= 0
-  except (ValueError, AssertionError):
-    raise app.UsageError('--fit_steps must be two counts, e.g. 200,150'
-                         ) from None
+  except ValueError:
+    steps = []
+  if len(steps) != 2 or min(steps) < 0:
+    raise app.UsageError('--fit_steps must be two counts, e.g. 200,150')
   return fit.FitConfig(base_steps=steps[0], final_steps=steps[1])

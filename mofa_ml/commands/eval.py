@@ -7,9 +7,10 @@ Writes into --output: eval.json (summary, the paper's values, per-image
 metrics), eval.md (the paper's table form: mean ± SD of base and final
 levels), histograms.png and, where the dataset has ground-truth geometry
 (the synthetic corpus), heat_map.png (mean per-vertex error on the mean
-face). Without --checkpoint every face is fitted per image; with one the
-network alone is evaluated unless --fit. The default dataset, the synthetic
-benchmark, is generated on first use (a few minutes on a CPU).
+face). Without --checkpoint every face is fitted per image (with the face
+model of --face_model); with one the network alone is evaluated unless
+--fit. The default dataset, the synthetic benchmark, is generated on first
+use (a few minutes on a CPU).
 """
 
 import os
@@ -19,19 +20,13 @@ from absl import flags
 import jax
 import tqdm
 
-from mofa_ml import camera
-from mofa_ml import evaluate
-from mofa_ml import export
-from mofa_ml import face_model as fm
 from mofa_ml.commands import common
+from mofa_ml.evaluation import evaluate
+from mofa_ml.evaluation import report
+from mofa_ml.reconstruction import export
 
-_CHECKPOINT = flags.DEFINE_string(
-    'checkpoint', None, 'Training workdir (or its checkpoints/); without it '
-    'the faces are fitted per image.')
-_FIT = flags.DEFINE_bool('fit', False, 'With --checkpoint: refine the '
-                         "network's prediction by per-image fitting.")
-_FIT_STEPS = flags.DEFINE_list('fit_steps', ['200', '150'],
-                               'Fitting steps: base phase, final phase.')
+_RECONSTRUCTION = common.define_reconstruction_flags(fit_by_default=False)
+_FACE_MODEL = common.define_face_model_flag()
 _DATASET = flags.DEFINE_string('dataset', 'mofa_synthetic/benchmark',
                                'TFDS name/config.')
 _SPLIT = flags.DEFINE_string('split', 'test', 'Dataset split.')
@@ -53,33 +48,21 @@ def _fail(message: str):
 def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f'unexpected arguments: {" ".join(argv[1:])}')
-  fit_config = common.fit_config(_FIT_STEPS.value)
+  fit_config = common.fit_config(_RECONSTRUCTION.fit_steps.value)
   if _BATCH.value < 1 or (_LIMIT.value is not None and _LIMIT.value < 1):
     raise app.UsageError('--batch_size and --limit must be positive')
   output = os.path.abspath(_OUTPUT.value)
-  existing = [name for name in evaluate.REPORT_FILES
+  existing = [name for name in report.REPORT_FILES
               if os.path.exists(os.path.join(output, name))]
   if existing and not _OVERWRITE.value:
     _fail(f'{os.path.join(output, existing[0])} exists; pass --overwrite to '
           'replace it')
+  checkpoint = _RECONSTRUCTION.checkpoint.value
+  fitting = _RECONSTRUCTION.fit.value or not checkpoint
   try:
-    if _CHECKPOINT.value:
-      from mofa_ml import train  # pylint: disable=g-import-not-at-top
-      trainer, params = train.load_regressor(_CHECKPOINT.value)
-      model, intrinsics = trainer.face_model, trainer.intrinsics
-      if _FIT.value:
-        reconstruct = evaluate.fitting_reconstructor(
-            model, intrinsics, fit_config, (trainer, params))
-        mode = 'regressor + fitting'
-      else:
-        reconstruct = evaluate.regressor_reconstructor(trainer, params)
-        mode = 'regressor'
-    else:
-      model = fm.load_face_model()
-      intrinsics = camera.default_intrinsics()
-      reconstruct = evaluate.fitting_reconstructor(model, intrinsics,
-                                                   fit_config)
-      mode = 'fitting'
+    method = evaluate.select_method(checkpoint,
+                                    fit_config if fitting else None,
+                                    _FACE_MODEL.value)
     count, batches = evaluate.load_split(_DATASET.value, _SPLIT.value,
                                          _DATA_DIR.value, _BATCH.value)
   except (ValueError, FileNotFoundError) as e:
@@ -88,18 +71,19 @@ def main(argv):
   bar = tqdm.tqdm(total=total, unit='image', desc='eval')
   try:
     per_image = evaluate.evaluate(
-        model, intrinsics, reconstruct, batches, total,
+        method.model, method.intrinsics, method.reconstruct, batches, total,
         progress=lambda done: bar.update(done - bar.n))
   except ValueError as e:
     _fail(str(e))
   finally:
     bar.close()
-  info = {'mode': mode, 'checkpoint': _CHECKPOINT.value,
+  info = {'mode': method.mode, 'checkpoint': checkpoint,
           'dataset': _DATASET.value, 'split': _SPLIT.value,
           'device': jax.devices()[0].device_kind,
-          'face_model': model.name}
-  title = _TITLE.value or f'{mode} on {_DATASET.value} ({_SPLIT.value})'
-  files = evaluate.report_files(model, per_image, info, title)
+          'face_model': method.model.name}
+  title = _TITLE.value or (f'{method.mode} on {_DATASET.value} '
+                           f'({_SPLIT.value})')
+  files = report.report_files(method.model, per_image, info, title)
   os.makedirs(output, exist_ok=True)
   try:
     export.write_files(output, files, overwrite=_OVERWRITE.value)

@@ -20,7 +20,8 @@ identity_final.ply and overlay.mp4.
 
 Without --checkpoint the parameters come from per-image fitting (a few
 seconds per face on a CPU); with one, the regressor predicts them and
-fitting refines them unless --nofit.
+fitting refines them unless --nofit. --face_model=bfm09:PATH fits a Basel
+Face Model 2009 file instead of the bundled ICT model.
 """
 
 import os
@@ -30,32 +31,22 @@ from absl import app
 from absl import flags
 import tqdm
 
-from mofa_ml import export
-from mofa_ml import face_model as fm
-from mofa_ml import image_io
-from mofa_ml import reconstruct
-from mofa_ml import samples
 from mofa_ml.commands import common
 from mofa_ml.data import detection
-from mofa_ml.data import prepare
+from mofa_ml.facemodel import face_model as fm
+from mofa_ml.learning import regressor as regressor_lib
+from mofa_ml.reconstruction import reconstruct
 
 _INPUT = flags.DEFINE_multi_string(
-    'input', None, 'Image, folder of images (recursive) or sample:<name>; '
-    'repeat for several.')
+    'input', None, 'Image, folder of images (recursive), video or '
+    'sample:<name>; repeat for several.')
 _OUTPUT = flags.DEFINE_string('output', None, 'Folder for the results.')
-_CHECKPOINT = flags.DEFINE_string(
-    'checkpoint', None, 'Training workdir (or its checkpoints/) of a '
-    'regressor; without it the faces are fitted per image.')
-_FIT = flags.DEFINE_bool('fit', True, 'Fit each face per image (after the '
-                         'regressor, if any). --nofit needs --checkpoint.')
-_FIT_STEPS = flags.DEFINE_list('fit_steps', ['200', '150'],
-                               'Fitting steps: base phase, final phase.')
+_RECONSTRUCTION = common.define_reconstruction_flags(fit_by_default=True)
+_FACE_MODEL = common.define_face_model_flag()
 _FACES = flags.DEFINE_enum(
     'faces', None, ['largest', 'all'], 'Which faces of a photo with several: '
     'the largest, or all. Without it, a photo with several faces is an '
     'error.')
-_BFM = flags.DEFINE_string('bfm_model', None, 'Use a BFM_model_front.mat '
-                           'instead of the bundled ICT model.')
 _FRAME_STEP = flags.DEFINE_integer('frame_step', 1,
                                    'Videos: reconstruct every n-th frame.')
 _SMOOTH = flags.DEFINE_float(
@@ -66,35 +57,14 @@ _OVERWRITE = flags.DEFINE_bool('overwrite', False,
 flags.mark_flags_as_required(['input', 'output'])
 
 
-def resolve_inputs(entries):
-  """Paths of the photos and videos named by --input, and errors."""
-  photos, videos, errors = [], [], []
-  bundled = samples.sample_faces()
-  for entry in entries:
-    if entry.startswith('sample:'):
-      name = entry.split(':', 1)[1]
-      if name not in bundled:
-        errors.append(f'{entry}: no such sample (choose from '
-                      f'{", ".join(bundled)})')
-      else:
-        photos.append(bundled[name].image_path)
-      continue
-    items, problems = prepare.list_inputs([entry], frame_step=1)
-    errors += [problem.replace(': not found', ': file not found')
-               for problem in problems]
-    for item in items:
-      if item.frame >= 0:
-        if item.source not in videos:
-          videos.append(item.source)
-      elif item.source not in photos:
-        photos.append(item.source)
-  return photos, videos, errors
+def _fail(message: str):
+  raise SystemExit(f'mofa reconstruct: {message}')
 
 
 def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f'unexpected arguments: {" ".join(argv[1:])}')
-  fit_config = common.fit_config(_FIT_STEPS.value)
+  fit_config = common.fit_config(_RECONSTRUCTION.fit_steps.value)
   output = os.path.abspath(_OUTPUT.value)
   try:
     os.makedirs(output, exist_ok=True)
@@ -103,74 +73,22 @@ def main(argv):
       pass
     os.remove(probe)
   except OSError as e:
-    raise SystemExit(f'mofa reconstruct: output folder not writable: {e}'
-                     ) from None
+    _fail(f'output folder not writable: {e}')
   try:
-    model = fm.load_face_model(_BFM.value)
+    model = fm.load_face_model(_FACE_MODEL.value)
     regressor = None
-    if _CHECKPOINT.value:
-      from mofa_ml import train  # pylint: disable=g-import-not-at-top
-      regressor = train.load_regressor(_CHECKPOINT.value)
+    if _RECONSTRUCTION.checkpoint.value:
+      regressor = regressor_lib.Regressor.load(
+          _RECONSTRUCTION.checkpoint.value)
     reconstructor = reconstruct.Reconstructor(
-        model, regressor, fit_config if _FIT.value else None)
+        model, regressor, fit_config if _RECONSTRUCTION.fit.value else None)
   except (ValueError, FileNotFoundError) as e:
-    raise SystemExit(f'mofa reconstruct: {e}') from None
-  photos, videos, errors = resolve_inputs(_INPUT.value)
-  landmarker = detection.FaceLandmarker()
-  written = 0
-  for path in tqdm.tqdm(photos, unit='photo', disable=len(photos) < 2):
-    stem = os.path.splitext(os.path.basename(path))[0]
-    try:
-      photo = image_io.to_uint8(image_io.load_image(path))
-    except (ValueError, FileNotFoundError) as e:
-      errors.append(str(e))
-      continue
-    faces = landmarker.detect(photo)
-    if not faces:
-      errors.append(f'{path}: no face found')
-      continue
-    if len(faces) > 1 and _FACES.value is None:
-      errors.append(f'{path}: {len(faces)} faces found; choose with '
-                    '--faces=largest or --faces=all')
-      continue
-    if _FACES.value != 'all':
-      faces = faces[:1]
-    for index, face in enumerate(faces):
-      name = stem if len(faces) == 1 else f'{stem}_face{index}'
-      result = reconstructor.reconstruct_face(photo, face.landmarks,
-                                              face.point_confidence)
-      folder = os.path.join(output, name)
-      os.makedirs(folder, exist_ok=True)
-      try:
-        export.write_files(folder, reconstructor.files(photo, result),
-                           overwrite=_OVERWRITE.value)
-      except (FileExistsError, OSError) as e:
-        errors.append(str(e))
-        continue
-      written += 1
-      metrics = result.metrics
-      tqdm.tqdm.write(
-          f'{folder}: landmark error {metrics["landmark_error_px"]:.2f} px, '
-          f'photometric error base {metrics["photometric_error_base"]:.3f} '
-          f'final {metrics["photometric_error_final"]:.3f}, '
-          f'{result.seconds:.1f} s')
-  for path in videos:
-    stem = os.path.splitext(os.path.basename(path))[0]
-    try:
-      video = reconstruct.reconstruct_video(
-          reconstructor, path, landmarker, _FRAME_STEP.value, _SMOOTH.value,
-          progress=True)
-      folder = os.path.join(output, stem)
-      os.makedirs(folder, exist_ok=True)
-      export.write_files(folder, reconstruct.video_files(
-          reconstructor, path, video, _FRAME_STEP.value),
-                         overwrite=_OVERWRITE.value)
-    except (ValueError, FileExistsError, OSError) as e:
-      errors.append(str(e))
-      continue
-    written += 1
-    tqdm.tqdm.write(f'{folder}: {len(video.frames)} frames, faces in '
-                    f'{int(video.found.sum())}')
+    _fail(str(e))
+  written, errors = reconstruct.reconstruct_inputs(
+      reconstructor, detection.FaceLandmarker(), _INPUT.value, output,
+      faces=_FACES.value, overwrite=_OVERWRITE.value,
+      frame_step=_FRAME_STEP.value, smooth_frames=_SMOOTH.value,
+      report=tqdm.tqdm.write, progress=True)
   for error in errors:
     print(f'mofa reconstruct: {error}', file=sys.stderr)
   print(f'{written} reconstruction(s) written into {output}')

@@ -14,11 +14,12 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from mofa_ml import camera
-from mofa_ml import face_model as fm
 from mofa_ml import image_io
-from mofa_ml import shading
-from mofa_ml import viz
+from mofa_ml.commands import common
+from mofa_ml.facemodel import face_model as fm
+from mofa_ml.rendering import camera
+from mofa_ml.rendering import shading
+from mofa_ml.rendering import viz
 
 _OUTPUT = flags.DEFINE_string('output', 'mean_face.png',
                               'PNG file to write.')
@@ -32,9 +33,7 @@ _SIZE = flags.DEFINE_integer('image_size', 480, 'Panel size, pixels.')
 _SEED = flags.DEFINE_integer(
     'random_seed', None, 'Draw identity, expression and reflectance from '
     'the prior with this seed instead of rendering the mean face.')
-_BFM = flags.DEFINE_string('bfm_model', None,
-                           'Render a BFM_model_front.mat instead of the '
-                           'bundled ICT model.')
+_FACE_MODEL = common.define_face_model_flag()
 
 
 def studio_light() -> jnp.ndarray:
@@ -53,7 +52,10 @@ def main(argv):
     yaws = [math.radians(float(value)) for value in _YAW.value]
   except ValueError:
     raise app.UsageError(f'--yaw_degrees must be numbers, got {_YAW.value}')
-  model = fm.load_face_model(_BFM.value)
+  try:
+    model = fm.load_face_model(_FACE_MODEL.value)
+  except (ValueError, FileNotFoundError) as e:
+    raise SystemExit(f'mofa render: {e}') from None
   shape = jnp.zeros(model.num_shape)
   expression = jnp.zeros(model.num_expression)
   reflectance = jnp.zeros(model.num_reflectance)

@@ -1,4 +1,4 @@
-"""`mofa train` (or `python -m mofa_ml.train`): the two-stage training job.
+"""`mofa train`: the two-stage training job.
 
     mofa train --config=experiments/configs/smoke.py --workdir=/tmp/smoke
     mofa train --config=experiments/configs/paper_stage1.py \
@@ -13,7 +13,7 @@ from absl import flags
 import jax
 from ml_collections import config_flags
 
-from mofa_ml import train
+from mofa_ml.learning import train
 
 _CONFIG = config_flags.DEFINE_config_file(
     'config', None, 'Training configuration file (experiments/configs).',
@@ -36,6 +36,6 @@ def main(argv):
     jax.distributed.initialize()
   print(f'devices: {jax.devices()}')
   try:
-    train.train_and_evaluate(_CONFIG.value, _WORKDIR.value, _STOP_AT.value)
+    train.train(_CONFIG.value, _WORKDIR.value, _STOP_AT.value)
   except ValueError as e:
     raise SystemExit(f'mofa train: {e}') from None

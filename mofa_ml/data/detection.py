@@ -20,7 +20,7 @@ from typing import List, NamedTuple
 
 import numpy as np
 
-from mofa_ml import landmarks as lm
+from mofa_ml.facemodel import landmarks as lm
 
 _FLIP_SCALE = 0.05  # disagreement (in eye distances) that drops conf. to 1/e
 

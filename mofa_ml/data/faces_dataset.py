@@ -12,8 +12,8 @@ import os
 import numpy as np
 import tensorflow_datasets as tfds
 
-from mofa_ml import landmarks as lm
 from mofa_ml.data import crop
+from mofa_ml.facemodel import landmarks as lm
 
 SHARD_PATTERN = 'shard-*.npz'
 

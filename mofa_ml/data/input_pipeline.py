@@ -10,7 +10,6 @@ uint8 on the host and cross to the device at a quarter of float32's size;
 from typing import Dict, Iterator, Optional
 
 import grain
-import jax
 import numpy as np
 import tensorflow_datasets as tfds
 
@@ -87,15 +86,3 @@ def evaluation_batches(source, batch_size: int
   """Every example once, in order, in batches (the last may be short)."""
   dataset = grain.MapDataset.source(source).batch(batch_size)
   return iter(dataset.to_iter_dataset())
-
-
-def device_prefetch(batches: Iterator[Dict[str, np.ndarray]], sharding,
-                    depth: int = 2) -> Iterator[Dict[str, jax.Array]]:
-  """Moves batches to the devices `depth` steps ahead of their use."""
-  queue = []
-  for batch in batches:
-    queue.append(jax.device_put(batch, sharding))
-    if len(queue) > depth:
-      yield queue.pop(0)
-  while queue:
-    yield queue.pop(0)

@@ -28,10 +28,10 @@ from typing import Dict, List, Optional, Tuple
 import numpy as np
 
 from mofa_ml import image_io
-from mofa_ml import landmarks as lm
 from mofa_ml.data import crop
 from mofa_ml.data import detection
 from mofa_ml.data import faces_dataset
+from mofa_ml.facemodel import landmarks as lm
 
 IMAGE_EXTENSIONS = ('.jpg', '.jpeg', '.png', '.ppm', '.pgm', '.bmp', '.webp',
                     '.tif', '.tiff')

@@ -22,13 +22,13 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from mofa_ml import camera
-from mofa_ml import face_model as fm
-from mofa_ml import landmarks as lm
-from mofa_ml import layout as layout_lib
-from mofa_ml import mesh
-from mofa_ml import raster
-from mofa_ml import shading
+from mofa_ml.facemodel import face_model as fm
+from mofa_ml.facemodel import landmarks as lm
+from mofa_ml.facemodel import layout as layout_lib
+from mofa_ml.rendering import camera
+from mofa_ml.rendering import mesh
+from mofa_ml.rendering import raster
+from mofa_ml.rendering import shading
 
 _HAIR_COLOUR = jnp.asarray([0.10, 0.08, 0.07])
 

@@ -18,11 +18,11 @@ import jax
 import numpy as np
 import tensorflow_datasets as tfds
 
-from mofa_ml import camera
-from mofa_ml import face_model as fm
-from mofa_ml import layout as layout_lib
 from mofa_ml.data import faces_dataset
 from mofa_ml.data import synthetic
+from mofa_ml.facemodel import face_model as fm
+from mofa_ml.facemodel import layout as layout_lib
+from mofa_ml.rendering import camera
 
 _SPLIT_SEEDS = {'train': 0, 'validation': 1, 'test': 2}
 _GENERATION_BATCH = 16

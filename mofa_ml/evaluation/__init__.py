@@ -1,0 +1,1 @@
+"""Metrics, evaluation over datasets and the reports it writes."""

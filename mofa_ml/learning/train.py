@@ -1,0 +1,331 @@
+"""Two-stage self-supervised training (paper Sec. 7, supplement Sec. 1).
+
+    mofa train --config=experiments/configs/smoke.py --workdir=/tmp/smoke
+
+Stage 1 trains the base level (trunk, base head) with the corrective groups
+frozen; stage 2 fine-tunes everything with per-group learning rates through
+`optax.multi_transform` over three groups: base (trunk, base and final-SH
+heads), geometry correctives (head + Theta_g), reflectance correctives
+(head + Theta_r). AdaDelta, as in the paper.
+
+The job is data-parallel over every local device (a 1-D `Mesh`, the batch
+sharded, parameters replicated) and over hosts with `--distributed`
+(`jax.distributed.initialize()`). It resumes from the newest checkpoint in
+the workdir by itself: batch s and the step's random key are pure functions
+of (seed, s), so a resumed run repeats an uninterrupted one.
+"""
+
+import json
+import os
+import time
+from typing import Any, Dict, Optional
+
+import flax
+import jax
+import jax.numpy as jnp
+from jax.sharding import Mesh, NamedSharding, PartitionSpec
+import ml_collections
+import numpy as np
+import optax
+import tqdm
+
+from mofa_ml.data import input_pipeline
+from mofa_ml.facemodel import levels
+from mofa_ml.learning import checkpoints
+from mofa_ml.learning import network
+from mofa_ml.learning import objective
+from mofa_ml.learning import regressor
+from mofa_ml.rendering import viz
+
+BASE, GEOMETRY, REFLECTANCE = 'base', 'geometry', 'reflectance'
+STAGES = objective.STAGES
+
+
+@flax.struct.dataclass
+class TrainState:
+  """The whole training state: a pytree, checkpointed as one item."""
+  step: jax.Array
+  params: Any
+  opt_state: Any
+
+
+def parameter_groups(params) -> Any:
+  """Pytree of group labels (base / geometry / reflectance) for `params`."""
+  def label(path, _):
+    names = [getattr(entry, 'key', str(entry)) for entry in path]
+    if network.GEOMETRY_CORRECTIVES in names or 'geometry_head' in names:
+      return GEOMETRY
+    if network.REFLECTANCE_CORRECTIVES in names or 'reflectance_head' in names:
+      return REFLECTANCE
+    return BASE
+  return jax.tree_util.tree_map_with_path(label, params)
+
+
+def make_optimizer(stage: ml_collections.ConfigDict,
+                   optimizer: ml_collections.ConfigDict
+                   ) -> optax.GradientTransformation:
+  """One optimiser per group with the stage's learning rates; a group with
+  rate 0 is frozen (`set_to_zero`: its parameters stay bit-identical).
+
+  `optimizer.name` is 'adadelta' (the paper's; rho and eps as Caffe's
+  momentum and delta) or 'adam' (for short CPU runs, where AdaDelta's
+  eps-limited first steps are too slow to show learning).
+  """
+  def group(rate):
+    if rate == 0:
+      return optax.set_to_zero()
+    if optimizer.name == 'adadelta':
+      return optax.adadelta(rate, rho=optimizer.rho, eps=optimizer.eps)
+    if optimizer.name == 'adam':
+      return optax.adam(rate)
+    raise ValueError(f'unknown optimizer {optimizer.name!r} (adadelta, adam)')
+  return optax.multi_transform(
+      {BASE: group(stage.learning_rate_base),
+       GEOMETRY: group(stage.learning_rate_geometry),
+       REFLECTANCE: group(stage.learning_rate_reflectance)},
+      parameter_groups)
+
+
+def load_config(spec: str) -> ml_collections.ConfigDict:
+  """A config file's `get_config()`, from 'path' or 'path:argument' (what
+  `--config` takes; for notebooks and scripts without absl flags).
+
+  Raises:
+    ValueError: the file does not exist.
+  """
+  import importlib.util  # pylint: disable=g-import-not-at-top
+  path, _, argument = spec.partition(':')
+  if not os.path.isfile(path):
+    raise ValueError(f'config file not found: {path}')
+  module_spec = importlib.util.spec_from_file_location(
+      f'mofa_config_{os.path.splitext(os.path.basename(path))[0]}', path)
+  module = importlib.util.module_from_spec(module_spec)
+  module_spec.loader.exec_module(module)
+  return module.get_config(argument) if argument else module.get_config()
+
+
+def loss_config(stage: ml_collections.ConfigDict, stage_name: str,
+                units: ml_collections.ConfigDict) -> objective.LossConfig:
+  """The objective's settings for one stage of the config; weights the
+  config does not set keep the paper's value for the stage."""
+  return objective.LossConfig.for_stage(
+      stage_name, **stage.loss.to_dict(), final_level=stage.final_level,
+      landmark_unit_px=units.landmark_unit_px,
+      length_unit_mm=units.length_unit_mm)
+
+
+class Trainer:
+  """Everything fixed for a run: the setup, shardings and step functions."""
+
+  def __init__(self, config: ml_collections.ConfigDict):
+    self.config = config
+    self.setup = regressor.Setup.from_config(config)
+    self.mesh = Mesh(np.asarray(jax.devices()), ('data',))
+    self.replicated = NamedSharding(self.mesh, PartitionSpec())
+    self.data_sharding = NamedSharding(self.mesh, PartitionSpec('data'))
+    if config.batch_size % jax.device_count():
+      raise ValueError(f'batch_size {config.batch_size} is not divisible by '
+                       f'the {jax.device_count()} devices')
+    self.stage_end = np.cumsum([config[name].steps for name in STAGES])
+    self.total_steps = int(self.stage_end[-1])
+    self.constants = jax.device_put(
+        (self.setup.face_model, self.setup.scaling, self.setup.intrinsics),
+        self.replicated)
+    self._steps = {}
+
+  def stage_index(self, step: int) -> int:
+    """Which stage runs step `step` (0-based)."""
+    return int(np.searchsorted(self.stage_end, step, side='right'))
+
+  def optimizer(self, stage_index: int) -> optax.GradientTransformation:
+    return make_optimizer(self.config[STAGES[stage_index]],
+                          self.config.optimizer)
+
+  def new_state(self, params, stage_index: int, step: int) -> TrainState:
+    opt_state = self.optimizer(stage_index).init(params)
+    state = TrainState(step=jnp.asarray(step, jnp.int32), params=params,
+                       opt_state=opt_state)
+    return jax.device_put(state, self.replicated)
+
+  def train_step(self, stage_index: int):
+    """The jitted step of a stage: (state, batch, constants) ->
+    (state, terms and metrics)."""
+    if stage_index in self._steps:
+      return self._steps[stage_index]
+    tx = self.optimizer(stage_index)
+    name = STAGES[stage_index]
+    loss = loss_config(self.config[name], name, self.config.units)
+    seed = self.config.seed
+    net = self.setup.network
+
+    def step_fn(state, batch, constants):
+      model, scaling, intrinsics = constants
+      key = jax.random.fold_in(jax.random.PRNGKey(seed), state.step)
+      batch = dict(batch, image=batch['image'].astype(jnp.float32) / 255.0)
+
+      def loss_fn(params):
+        prediction = net.apply({'params': params}, batch['image'], scaling)
+        terms = objective.batch_objective(
+            model, intrinsics, loss, prediction.params,
+            prediction.geometry_offsets, prediction.reflectance_offsets,
+            batch, key)
+        return terms['total'], terms
+
+      (_, terms), grads = jax.value_and_grad(loss_fn, has_aux=True)(
+          state.params)
+      updates, opt_state = tx.update(grads, state.opt_state, state.params)
+      params = optax.apply_updates(state.params, updates)
+      terms['gradient_norm'] = optax.tree.norm(grads)
+      return TrainState(state.step + 1, params, opt_state), terms
+
+    self._steps[stage_index] = jax.jit(
+        step_fn, in_shardings=(self.replicated, self.data_sharding,
+                               self.replicated),
+        out_shardings=(self.replicated, self.replicated), donate_argnums=0)
+    return self._steps[stage_index]
+
+  def start_stage2(self, params):
+    """Stage 2 starts with the final level's light equal to the base one."""
+    if not self.setup.layout.separate_final_sh:
+      return params
+    start, stop = self.setup.layout.offsets['sh_base']
+    encoder = dict(params[network.ENCODER])
+    base = encoder['base_head']
+    encoder['sh_final_head'] = {'kernel': base['kernel'][:, start:stop],
+                                'bias': base['bias'][start:stop]}
+    return dict(params, **{network.ENCODER: encoder})
+
+  def meta(self, stage_index: int) -> Dict[str, Any]:
+    return checkpoints.metadata(stage_index, self.setup.layout,
+                                self.setup.face_model, self.config)
+
+  def restore(self, manager, step: Optional[int] = None):
+    """(TrainState, meta) of a checkpoint (default: the newest)."""
+    meta = checkpoints.read_meta(manager, step)
+    checkpoints.check_compatible(meta, self.setup.face_model,
+                                 self.setup.layout,
+                                 f'checkpoint {manager.directory}/'
+                                 f'{meta["step"]}')
+    params = self.setup.init_params(jax.random.PRNGKey(0))
+    target = self.new_state(params, meta['stage'], meta['step'])
+    abstract = jax.tree_util.tree_map(
+        lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=x.sharding),
+        target)
+    return checkpoints.restore_state(manager, meta['step'], abstract), meta
+
+
+def _global_batch(trainer: Trainer, batch: Dict[str, np.ndarray]):
+  return jax.tree_util.tree_map(
+      lambda x: jax.make_array_from_process_local_data(trainer.data_sharding,
+                                                       x), batch)
+
+
+def _image_summary(trainer: Trainer, params, batch, count: int = 3):
+  """Rows of input | base overlay | final overlay, (H', W', 3)."""
+  setup = trainer.setup
+  images = np.asarray(batch['image'][:count], np.float32) / 255.0
+  prediction = jax.device_get(setup.predict(params, jnp.asarray(images)))
+  rows = []
+  for index, image in enumerate(images):
+    face = jax.tree_util.tree_map(lambda x: x[index], prediction)
+    surfaces = levels.surfaces(setup.face_model, face.params,
+                               face.geometry_offsets, face.reflectance_offsets)
+    rows.append(viz.side_by_side([image] + [
+        viz.overlay(image, surface, setup.face_model.triangles, face.params,
+                    setup.intrinsics) for surface in surfaces]))
+  return np.concatenate(rows, axis=0)
+
+
+def _initial_state(trainer: Trainer, config: ml_collections.ConfigDict,
+                   manager, workdir: str):
+  """(state, stage index): resumed, from `init_checkpoint`, or new."""
+  if manager.latest_step() is not None:
+    state, meta = trainer.restore(manager)
+    tqdm.tqdm.write(f'resumed from step {int(state.step)} '
+                    f'(stage {meta["stage"] + 1}) in {workdir}')
+    return state, meta['stage']
+  stage_index = trainer.stage_index(0)
+  if config.init_checkpoint:
+    source = checkpoints.manager(config.init_checkpoint, read_only=True)
+    if source.latest_step() is None:
+      raise ValueError(f'init_checkpoint {config.init_checkpoint} holds no '
+                       'checkpoint')
+    params = trainer.restore(source)[0].params
+    if stage_index == 1:
+      params = trainer.start_stage2(params)
+  else:
+    params = trainer.setup.init_params(jax.random.PRNGKey(config.seed))
+  return trainer.new_state(params, stage_index, 0), stage_index
+
+
+def train(config: ml_collections.ConfigDict, workdir: str,
+          stop_at: Optional[int] = None) -> TrainState:
+  """Runs (or resumes) training; returns the final state.
+
+  Args:
+    config: see experiments/configs.
+    workdir: checkpoints/, tensorboard/ and metrics.jsonl go here.
+    stop_at: stop after this global step (as if killed right after it); the
+      run continues from there when called again.
+  """
+  import tensorboardX  # Only the training job writes summaries.
+  trainer = Trainer(config)
+  manager = checkpoints.manager(os.path.join(workdir, 'checkpoints'),
+                                max_to_keep=config.keep_checkpoints)
+  state, stage_index = _initial_state(trainer, config, manager, workdir)
+  step = int(state.step)
+  end = trainer.total_steps if stop_at is None else min(stop_at,
+                                                        trainer.total_steps)
+  source = input_pipeline.load_source(config.dataset, 'train',
+                                      config.data_dir or None)
+  local_batch = config.batch_size // jax.process_count()
+  batches = input_pipeline.training_batches(
+      source, local_batch, seed=config.seed + jax.process_index(),
+      start_step=step, num_threads=config.num_data_threads)
+  writer = tensorboardX.SummaryWriter(os.path.join(workdir, 'tensorboard'))
+  accumulated, count, interval_start = {}, 0, time.perf_counter()
+  progress = tqdm.tqdm(total=end, initial=step, desc='train', unit='step',
+                       disable=jax.process_index() != 0)
+  try:
+    while step < end:
+      wanted = trainer.stage_index(step)
+      if wanted != stage_index:
+        params = trainer.start_stage2(state.params) if wanted == 1 else (
+            state.params)
+        state = trainer.new_state(params, wanted, step)
+        stage_index = wanted
+      host_batch = next(batches)
+      state, terms = trainer.train_step(stage_index)(
+          state, _global_batch(trainer, host_batch), trainer.constants)
+      step += 1
+      for name, value in terms.items():
+        accumulated[name] = accumulated.get(name, 0.0) + value
+      count += 1
+      if step % config.log_every == 0 or step == end:
+        scalars = {name: float(value) / count
+                   for name, value in accumulated.items()}
+        elapsed = time.perf_counter() - interval_start
+        scalars['steps_per_second'] = count / elapsed
+        for name, value in scalars.items():
+          writer.add_scalar(f'{STAGES[stage_index]}/{name}', value, step)
+        if jax.process_index() == 0:
+          with open(os.path.join(workdir, 'metrics.jsonl'), 'a',
+                    encoding='utf-8') as f:
+            f.write(json.dumps(dict(scalars, step=step,
+                                    stage=stage_index + 1)) + '\n')
+        progress.set_postfix(loss=f'{scalars["total"]:.4g}',
+                             lm_px=f'{scalars["landmark_error_px"]:.2f}',
+                             steps_s=f'{scalars["steps_per_second"]:.2f}')
+        accumulated, count, interval_start = {}, 0, time.perf_counter()
+      if step % config.image_every == 0 or step == end:
+        writer.add_image('input|base|final',
+                         _image_summary(trainer, state.params, host_batch),
+                         step, dataformats='HWC')
+      if step % config.checkpoint_every == 0 or step == end:
+        checkpoints.save(manager, step, state, trainer.meta(stage_index))
+      progress.update(1)
+  finally:
+    progress.close()
+    writer.close()
+    manager.wait_until_finished()
+  return state

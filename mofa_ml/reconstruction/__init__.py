@@ -1,0 +1,2 @@
+"""Photos and videos -> reconstructions: per-image fitting, the photo and
+video loops, and the files they write."""

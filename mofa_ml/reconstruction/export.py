@@ -1,0 +1,140 @@
+"""Mesh files: PLY and OBJ with vertex colours, and OBJ + MTL + texture.
+
+Written by hand (plain text formats of a few lines each; no mesh library is
+needed to write them). Meshes are in model space: millimetres, y up, z
+towards the viewer, which Blender's and MeshLab's importers take as is.
+Every file is written atomically and never over an existing file unless
+asked.
+"""
+
+import io
+import os
+from typing import Dict, Tuple
+
+import jax.numpy as jnp
+import numpy as np
+
+from mofa_ml import image_io
+from mofa_ml.rendering import raster
+
+
+def _colours_uint8(colours: np.ndarray) -> np.ndarray:
+  return np.round(np.clip(np.asarray(colours), 0.0, 1.0) * 255).astype(
+      np.uint8)
+
+
+def ply_bytes(vertices: np.ndarray, triangles: np.ndarray,
+              colours: np.ndarray) -> bytes:
+  """Binary little-endian PLY with per-vertex RGB."""
+  vertices = np.asarray(vertices, np.float32)
+  triangles = np.asarray(triangles, np.int32)
+  header = '\n'.join([
+      'ply', 'format binary_little_endian 1.0',
+      'comment mofa_ml reconstruction, millimetres, y up',
+      f'element vertex {len(vertices)}', 'property float x',
+      'property float y', 'property float z', 'property uchar red',
+      'property uchar green', 'property uchar blue',
+      f'element face {len(triangles)}',
+      'property list uchar int vertex_indices', 'end_header']) + '\n'
+  vertex_type = np.dtype([('p', '<f4', 3), ('c', 'u1', 3)])
+  vertex_data = np.empty(len(vertices), vertex_type)
+  vertex_data['p'] = vertices
+  vertex_data['c'] = _colours_uint8(colours)
+  face_type = np.dtype([('n', 'u1'), ('i', '<i4', 3)])
+  face_data = np.empty(len(triangles), face_type)
+  face_data['n'] = 3
+  face_data['i'] = triangles
+  return header.encode() + vertex_data.tobytes() + face_data.tobytes()
+
+
+def obj_bytes(vertices: np.ndarray, triangles: np.ndarray,
+              colours: np.ndarray) -> bytes:
+  """OBJ with the common `v x y z r g b` vertex-colour extension."""
+  buffer = io.StringIO()
+  buffer.write('# mofa_ml reconstruction, millimetres, y up\n')
+  rows = np.concatenate([np.asarray(vertices, np.float64),
+                         np.clip(np.asarray(colours, np.float64), 0, 1)], 1)
+  np.savetxt(buffer, rows, fmt='v %.4f %.4f %.4f %.4f %.4f %.4f')
+  np.savetxt(buffer, np.asarray(triangles) + 1, fmt='f %d %d %d')
+  return buffer.getvalue().encode()
+
+
+def cylindrical_uv(vertices: np.ndarray) -> np.ndarray:
+  """(N, 2) UVs in [0, 1] of a face mesh: angle about the vertical axis
+  through the head centre, and height. The front face is a single sheet in
+  these coordinates, so no triangle folds over another."""
+  vertices = np.asarray(vertices, np.float64)
+  angle = np.arctan2(vertices[:, 0], vertices[:, 2])
+  height = vertices[:, 1]
+  uv = np.stack([angle, height], axis=1)
+  low, high = uv.min(0), uv.max(0)
+  # Equal scale on both axes (angle in radians times the mean radius).
+  radius = np.mean(np.linalg.norm(vertices[:, [0, 2]], axis=1))
+  extent = np.array([(high[0] - low[0]) * radius, high[1] - low[1]])
+  uv = (uv - low) / (high - low) * extent / extent.max()
+  margin = 0.01
+  return margin + uv * (1 - 2 * margin)
+
+
+def bake_texture(uv: np.ndarray, triangles: np.ndarray, colours: np.ndarray,
+                 size: int = 1024) -> np.ndarray:
+  """Rasterizes per-vertex colours into a (size, size, 3) texture image;
+  texels outside the mesh take their nearest mesh texel (no dark seams)."""
+  import cv2  # pylint: disable=g-import-not-at-top
+  screen = np.stack([uv[:, 0] * (size - 1), (1 - uv[:, 1]) * (size - 1),
+                     np.ones(len(uv))], axis=1)
+  fragments = raster.render(jnp.asarray(screen, jnp.float32),
+                            jnp.asarray(triangles), size, size)
+  texture = np.asarray(raster.interpolate(
+      jnp.asarray(colours, jnp.float32), jnp.asarray(triangles), fragments))
+  covered = np.asarray(fragments.triangle) >= 0
+  _, nearest = cv2.distanceTransformWithLabels(
+      (~covered).astype(np.uint8), cv2.DIST_L2, 5,
+      labelType=cv2.DIST_LABEL_PIXEL)
+  rows, cols = np.nonzero(covered)
+  label_to_pixel = np.zeros((nearest.max() + 1, 2), np.int64)
+  label_to_pixel[nearest[rows, cols]] = np.stack([rows, cols], 1)
+  source = label_to_pixel[nearest]
+  return np.clip(texture[source[..., 0], source[..., 1]], 0.0, 1.0)
+
+
+def textured_obj_files(stem: str, vertices: np.ndarray, triangles: np.ndarray,
+                       uv: np.ndarray, texture: np.ndarray
+                       ) -> Dict[str, bytes]:
+  """{file name: bytes} of an OBJ + MTL + PNG texture set named `stem`."""
+  name = os.path.basename(stem)
+  buffer = io.StringIO()
+  buffer.write('# mofa_ml reconstruction, millimetres, y up\n')
+  buffer.write(f'mtllib {name}.mtl\nusemtl face\n')
+  np.savetxt(buffer, np.asarray(vertices, np.float64), fmt='v %.4f %.4f %.4f')
+  np.savetxt(buffer, np.asarray(uv, np.float64), fmt='vt %.6f %.6f')
+  faces = np.asarray(triangles) + 1
+  np.savetxt(buffer, np.repeat(faces, 2, axis=1),
+             fmt='f %d/%d %d/%d %d/%d')
+  material = (f'newmtl face\nKa 1 1 1\nKd 1 1 1\nKs 0 0 0\nd 1\nillum 1\n'
+              f'map_Kd {name}_albedo.png\n')
+  picture = io.BytesIO()
+  import PIL.Image  # pylint: disable=g-import-not-at-top
+  PIL.Image.fromarray(image_io.to_uint8(texture)).save(picture, format='PNG')
+  return {f'{name}.obj': buffer.getvalue().encode(),
+          f'{name}.mtl': material.encode(),
+          f'{name}_albedo.png': picture.getvalue()}
+
+
+def write_files(folder: str, files: Dict[str, bytes],
+                overwrite: bool = False) -> Tuple[str, ...]:
+  """Writes {name: bytes} into `folder` atomically; returns the paths.
+
+  Raises:
+    FileExistsError: a file exists and `overwrite` is False (checked for all
+      files before any is written).
+  """
+  paths = tuple(os.path.join(folder, name) for name in files)
+  if not overwrite:
+    existing = [p for p in paths if os.path.exists(p)]
+    if existing:
+      raise FileExistsError(f'{existing[0]} exists; pass --overwrite to '
+                            'replace it')
+  for path, data in zip(paths, files.values()):
+    image_io.atomic_write_bytes(path, data, overwrite=True)
+  return paths
