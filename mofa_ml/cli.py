@@ -10,6 +10,8 @@ import sys
 
 from absl import app
 
+from mofa_ml import compilation_cache
+
 SUBCOMMANDS = {
     'reconstruct': ('mofa_ml.commands.reconstruct',
                     'photos -> 3D faces (meshes, textures, parameters, '
@@ -47,6 +49,7 @@ def main(argv=None):
     return 2
   # JAX logs every accelerator plugin it fails to find; users need not see it.
   logging.getLogger('jax._src.xla_bridge').setLevel(logging.WARNING)
+  compilation_cache.enable()
   module = importlib.import_module(SUBCOMMANDS[name][0])
   # Libraries (orbax, TFDS) log routine steps at INFO through absl; start
   # at WARNING, which a later --verbosity on the command line overrides.

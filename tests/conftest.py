@@ -1,8 +1,16 @@
 """Shared fixtures. The bundled model loads once per test session."""
 
+import os
+import tempfile
+
 import pytest
 
-from mofa_ml import face_model
+from mofa_ml.facemodel import face_model
+
+# `mofa` subprocesses share one compilation cache across tests and runs,
+# away from the user's own.
+os.environ.setdefault('MOFA_COMPILATION_CACHE',
+                      os.path.join(tempfile.gettempdir(), 'mofa_test_jax'))
 
 
 @pytest.fixture(scope='session')
