@@ -27,6 +27,7 @@ from mofa_ml.reconstruction import export
 from mofa_ml.reconstruction import fit
 from mofa_ml.reconstruction import outputs
 from mofa_ml.reconstruction import video as video_lib
+from mofa_ml.reconstruction import visibility
 from mofa_ml.rendering import camera
 
 
@@ -57,6 +58,7 @@ class Reconstructor:
     self.regressor = regressor
     self.fit_config = fit_config
     self.intrinsics = camera.default_intrinsics(crop.CROP_SIZE)
+    self.mirror = jnp.asarray(visibility.mirror_vertices(model.mean_shape))
 
   def reconstruct_face(self, photo: np.ndarray, landmarks: np.ndarray,
                        confidence: np.ndarray) -> outputs.Reconstruction:
@@ -84,7 +86,15 @@ class Reconstructor:
               initial.reflectance_offsets)
       terms = None
       metrics = {}
-    params, geometry, reflectance = jax.device_get(face)
+    params, geometry, reflectance = face
+    # Reflectance the photo does not show (hidden, edge-on) is not kept.
+    seen = visibility.seen_weights(self.model, params, geometry,
+                                   self.intrinsics, crop.CROP_SIZE,
+                                   crop.CROP_SIZE)
+    reflectance = visibility.trusted_reflectance_offsets(reflectance, seen,
+                                                         self.mirror)
+    params, geometry, reflectance = jax.device_get(
+        (params, geometry, reflectance))
     if terms is None:
       terms = objective.face_objective(
           self.model, self.intrinsics, objective.LossConfig.for_stage(
