@@ -34,6 +34,7 @@ from mofa_ml import image_io
 from mofa_ml.facemodel import face_model as fm
 from mofa_ml.facemodel import layout as layout_lib
 from mofa_ml.facemodel import levels
+from mofa_ml.learning import configs
 from mofa_ml.learning import encoder as encoder_lib
 from mofa_ml.learning import network
 from mofa_ml.learning import regressor
@@ -270,7 +271,8 @@ def main(argv):
     batch_sizes, train_batches, formation_batches = (
         parse(_BATCHES.value), parse(_TRAIN_BATCHES.value),
         parse(_FORMATION_BATCHES.value))
-    configs = {spec: train.load_config(spec) for spec in _MODELS.value}
+    model_configs = {spec: configs.load_config(spec)
+                     for spec in _MODELS.value}
   except ValueError as e:
     raise SystemExit(f'bench: {e}') from None
   device = jax.devices()[0]
@@ -285,7 +287,7 @@ def main(argv):
   peak = results['matmul']['gflop_per_s']
   print(f'{results["device"]}: matmul {_MATMUL.value}^3 {peak:.0f} GFLOP/s')
   results['models'] = []
-  for spec, config in configs.items():
+  for spec, config in model_configs.items():
     trainer = train.Trainer(config)
     model = config.model
     print(f'{spec}: {model.get("backbone", "alexnet")} width {model.width}, '

@@ -29,6 +29,15 @@ SUBCOMMANDS = {
 }
 
 
+def one_line(error: BaseException) -> str:
+  """An exception's message on one line, without repr quoting artefacts."""
+  text = str(error).replace("\\'", "'").replace('\\n', ' ')
+  text = ' '.join(text.split())
+  if len(text) > 1 and text[0] == text[-1] and text[0] in '\'"':
+    text = text[1:-1]  # the repr quotes of a KeyError's message
+  return text or type(error).__name__
+
+
 def usage() -> str:
   lines = ['usage: mofa <subcommand> [--flags]', '', 'subcommands:']
   width = max(len(name) for name in SUBCOMMANDS)
@@ -57,14 +66,27 @@ def main(argv=None):
   # the module that sys.argv[0] names: point both at the subcommand.
   sys.modules['__main__'].__doc__ = module.__doc__
   sys.argv[0] = module.__name__
+  started = []
+
+  def run_command(command_argv):
+    started.append(True)
+    return module.main(command_argv)
+
   try:
-    app.run(module.main, argv=[f'mofa {name}', '--verbosity=-1'] + argv[2:])
+    app.run(run_command, argv=[f'mofa {name}', '--verbosity=-1'] + argv[2:])
   except SystemExit as e:
     # absl ends --help with status 1; asking for help is not a failure.
     if e.code == 1 and set(argv[2:]) & {'--help', '-h', '--helpfull',
                                         '--helpshort', '-?'}:
       return 0
     raise
+  except Exception as e:  # pylint: disable=broad-except
+    if started:
+      raise
+    # A flag value a parser rejected with its own exception (e.g. an
+    # unknown --config.<field>): one line, not a traceback.
+    print(f'mofa {name}: bad flag: {one_line(e)}', file=sys.stderr)
+    return 2
   return 0
 
 

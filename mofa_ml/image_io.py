@@ -9,16 +9,44 @@ import PIL.Image
 import PIL.ImageOps
 
 
-def load_image(path: str) -> np.ndarray:
-  """Reads a photo as RGB.
+def _rgb8(image: PIL.Image.Image) -> np.ndarray:
+  """(H, W, 3) uint8 of any Pillow mode, high bit depths scaled (not
+  clipped): 16-bit to 8-bit, float images by their range."""
+  mode = image.mode
+  if mode.startswith('I;16') or mode in ('I', 'F'):
+    values = np.asarray(image, np.float64)
+    if mode.startswith('I;16'):
+      top = 65535.0
+    elif mode == 'I':  # 32-bit integers: 16-bit PNGs arrive like this too
+      top = 65535.0 if values.max() > 255 else 255.0
+    else:  # float: [0, 1] as is, anything larger by its maximum
+      values = np.nan_to_num(values)
+      top = max(1.0, float(values.max()))
+    grey = np.round(np.clip(values / top, 0.0, 1.0) * 255).astype(np.uint8)
+    return np.repeat(grey[..., None], 3, axis=2)
+  if mode != 'RGB':
+    image = image.convert('RGB')
+  # Strip by strip: np.asarray(image) would hold two more full copies
+  # (Pillow's tobytes), 270 MB for 50 megapixels.
+  width, height = image.size
+  rgb = np.empty((height, width, 3), np.uint8)
+  for top in range(0, height, 512):
+    bottom = min(height, top + 512)
+    rgb[top:bottom] = np.asarray(image.crop((0, top, width, bottom)))
+  return rgb
 
-  EXIF orientation is applied and grey or palette images become RGB.
+
+def load_photo(path: str) -> np.ndarray:
+  """Reads a photo as 8-bit RGB (the form detection and cropping take).
+
+  EXIF orientation is applied; grey, palette, alpha, CMYK, 16-bit and float
+  images become RGB (alpha is dropped, high bit depths are scaled).
 
   Args:
-    path: any format Pillow reads (JPEG, PNG, PPM, ...).
+    path: any format Pillow reads (JPEG, PNG, TIFF, PPM, ...).
 
   Returns:
-    (H, W, 3) float32 in [0, 1].
+    (H, W, 3) uint8.
 
   Raises:
     FileNotFoundError: no such file.
@@ -28,11 +56,22 @@ def load_image(path: str) -> np.ndarray:
     raise FileNotFoundError(f'image not found: {path}')
   try:
     with PIL.Image.open(path) as image:
-      image = PIL.ImageOps.exif_transpose(image)
-      rgb = np.asarray(image.convert('RGB'))
-  except (PIL.UnidentifiedImageError, OSError, SyntaxError) as e:
+      # In place and without a conversion where the photo is RGB already:
+      # each copy of a 50-megapixel photo costs 150-200 MB.
+      image.load()
+      PIL.ImageOps.exif_transpose(image, in_place=True)
+      rgb = _rgb8(image)
+  except (PIL.UnidentifiedImageError, OSError, SyntaxError, ValueError,
+          PIL.Image.DecompressionBombError) as e:
     raise ValueError(f'{path}: not a readable image ({e})') from None
-  return rgb.astype(np.float32) / 255.0
+  if rgb.ndim != 3 or min(rgb.shape[:2]) < 1:
+    raise ValueError(f'{path}: not a readable image (shape {rgb.shape})')
+  return rgb
+
+
+def load_image(path: str) -> np.ndarray:
+  """`load_photo` as (H, W, 3) float32 in [0, 1]."""
+  return load_photo(path).astype(np.float32) / 255.0
 
 
 def to_uint8(image: np.ndarray) -> np.ndarray:
@@ -41,6 +80,13 @@ def to_uint8(image: np.ndarray) -> np.ndarray:
   if image.dtype == np.uint8:
     return image
   return np.round(np.clip(image, 0.0, 1.0) * 255.0).astype(np.uint8)
+
+
+def current_umask() -> int:
+  """The process's umask (read by setting and restoring it)."""
+  mask = os.umask(0o022)
+  os.umask(mask)
+  return mask
 
 
 def atomic_write_bytes(path: str, data: bytes, overwrite: bool = False) -> None:
@@ -60,6 +106,9 @@ def atomic_write_bytes(path: str, data: bytes, overwrite: bool = False) -> None:
   try:
     with os.fdopen(handle, 'wb') as f:
       f.write(data)
+    # mkstemp makes the file private (0600); give it the mode a plain open()
+    # would have, as the umask says (0644 under umask 022).
+    os.chmod(temporary, 0o666 & ~current_umask())
     os.replace(temporary, path)
   except BaseException:
     if os.path.exists(temporary):

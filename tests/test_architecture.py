@@ -10,7 +10,8 @@ PACKAGE = pathlib.Path(__file__).resolve().parent.parent / 'mofa_ml'
 
 # Lower layers never import higher ones (module-level imports).
 LAYERS = (
-    ('mofa_ml.image_io', 'mofa_ml.samples', 'mofa_ml.rendering'),
+    ('mofa_ml.image_io', 'mofa_ml.samples', 'mofa_ml.compilation_cache',
+     'mofa_ml.rendering'),
     ('mofa_ml.facemodel', 'mofa_ml.evaluation.metrics'),
     ('mofa_ml.data',),
     ('mofa_ml.learning',),

@@ -3,6 +3,7 @@
 
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -12,6 +13,7 @@ import jax
 import numpy as np
 import pytest
 
+from mofa_ml.learning import configs
 from mofa_ml.learning import objective
 from mofa_ml.learning import train
 
@@ -22,7 +24,7 @@ EXPERIMENTS = os.path.join(os.path.dirname(__file__), '..', 'experiments',
 def load_config(name, argument=''):
   """An experiments/configs file's config, loaded by path."""
   path = os.path.join(EXPERIMENTS, f'{name}.py')
-  return train.load_config(f'{path}:{argument}' if argument else path)
+  return configs.load_config(f'{path}:{argument}' if argument else path)
 
 
 def tiny_config(data_dir, stage1=4, stage2=4):
@@ -258,3 +260,45 @@ def test_smoke_config_learns_both_levels(tmp_path_factory):
           mean(stage2[-3:], 'photometric_error_base') - 0.005)
   assert (mean(stage2[-2:], 'landmark_error_px') <
           mean(stage1[:2], 'landmark_error_px') - 5.0)
+
+
+def test_sigterm_saves_a_checkpoint_and_exits_143(tiny_data_dir, tmp_path):
+  config_path = str(tmp_path / 'config.py')
+  write_config(config_path, tiny_data_dir, **{'stage1.steps': 400,
+                                              'stage2.steps': 0,
+                                              'checkpoint_every': 1000})
+  workdir = tmp_path / 'run'
+  process = subprocess.Popen(
+      [sys.executable, '-m', 'mofa_ml.cli', 'train', f'--config={config_path}',
+       f'--workdir={workdir}'], stdout=subprocess.PIPE,
+      stderr=subprocess.PIPE, text=True)
+  deadline = time.time() + 300
+  metrics = workdir / 'metrics.jsonl'
+  while time.time() < deadline and not (
+      metrics.exists() and metrics.read_text().count('\n') >= 2):
+    time.sleep(0.2)
+  process.send_signal(signal.SIGTERM)
+  _, stderr = process.communicate(timeout=300)
+  assert process.returncode == 143, stderr
+  assert 'stopped by SIGTERM' in stderr and 'Traceback' not in stderr
+  saved = [int(d) for d in os.listdir(workdir / 'checkpoints') if d.isdigit()]
+  assert saved and 4 <= max(saved) < 400  # saved where it stopped
+
+
+def test_a_resumed_log_equals_an_uninterrupted_one(tiny_data_dir, tmp_path):
+  config = tiny_config(tiny_data_dir, stage1=3, stage2=3)
+  config.log_every, config.checkpoint_every = 1, 2
+  train.train(config, str(tmp_path / 'straight'))
+  interrupted = tmp_path / 'interrupted'
+  train.train(config, str(interrupted), stop_at=5)
+  # A kill after step 5's log line but before its checkpoint: the run
+  # resumes from step 4 and logs step 5 again.
+  shutil.rmtree(interrupted / 'checkpoints' / '5')
+  train.train(config, str(interrupted))
+  read = lambda folder: [json.loads(line) for line in
+                         open(folder / 'metrics.jsonl')]
+  straight, resumed = read(tmp_path / 'straight'), read(interrupted)
+  assert [r['step'] for r in resumed] == [r['step'] for r in straight] == [
+      1, 2, 3, 4, 5, 6]
+  np.testing.assert_allclose([r['total'] for r in resumed],
+                             [r['total'] for r in straight], rtol=1e-5)

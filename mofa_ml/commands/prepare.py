@@ -53,10 +53,11 @@ def main(argv):
   tfds.disable_progress_bar()
   try:
     part_index, part_count = (int(v) for v in _PART.value.split('/'))
-    assert 0 <= part_index < part_count
-  except (ValueError, AssertionError):
+  except ValueError:
+    part_index, part_count = -1, 0
+  if not 0 <= part_index < part_count:
     raise app.UsageError(f'--part must be i/n with 0 <= i < n, got '
-                         f'{_PART.value}') from None
+                         f'{_PART.value}')
   options = prepare.PrepareOptions(
       name=_NAME.value, frame_step=_FRAME_STEP.value,
       shard_size=_SHARD_SIZE.value, validation_fraction=_VALIDATION.value,

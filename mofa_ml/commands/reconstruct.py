@@ -25,6 +25,7 @@ Face Model 2009 file instead of the bundled ICT model.
 """
 
 import os
+import signal
 import sys
 
 from absl import app
@@ -61,10 +62,33 @@ def _fail(message: str):
   raise SystemExit(f'mofa reconstruct: {message}')
 
 
+class _StopOnSignal:
+  """SIGINT / SIGTERM ask the run to stop after the folder being written;
+  a second signal stops at once."""
+
+  def __init__(self):
+    self.signal = None
+    for number in (signal.SIGINT, signal.SIGTERM):
+      signal.signal(number, self._handle)
+
+  def _handle(self, number, frame):
+    del frame
+    if self.signal is not None:
+      raise KeyboardInterrupt
+    self.signal = number
+    tqdm.tqdm.write('mofa reconstruct: stopping after the current face '
+                    '(again to stop at once)', file=sys.stderr)
+
+  def __call__(self) -> bool:
+    return self.signal is not None
+
+
 def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f'unexpected arguments: {" ".join(argv[1:])}')
   fit_config = common.fit_config(_RECONSTRUCTION.fit_steps.value)
+  if _FRAME_STEP.value < 1:
+    raise app.UsageError('--frame_step must be at least 1')
   output = os.path.abspath(_OUTPUT.value)
   try:
     os.makedirs(output, exist_ok=True)
@@ -74,6 +98,7 @@ def main(argv):
     os.remove(probe)
   except OSError as e:
     _fail(f'output folder not writable: {e}')
+  stop = _StopOnSignal()
   try:
     model = fm.load_face_model(_FACE_MODEL.value)
     regressor = None
@@ -82,15 +107,28 @@ def main(argv):
           _RECONSTRUCTION.checkpoint.value)
     reconstructor = reconstruct.Reconstructor(
         model, regressor, fit_config if _RECONSTRUCTION.fit.value else None)
-  except (ValueError, FileNotFoundError) as e:
+    landmarker = detection.FaceLandmarker()
+  except (ValueError, FileNotFoundError, ImportError) as e:
     _fail(str(e))
-  written, errors = reconstruct.reconstruct_inputs(
-      reconstructor, detection.FaceLandmarker(), _INPUT.value, output,
-      faces=_FACES.value, overwrite=_OVERWRITE.value,
-      frame_step=_FRAME_STEP.value, smooth_frames=_SMOOTH.value,
-      report=tqdm.tqdm.write, progress=True)
-  for error in errors:
-    print(f'mofa reconstruct: {error}', file=sys.stderr)
-  print(f'{written} reconstruction(s) written into {output}')
-  if errors:
+  except KeyboardInterrupt:
+    _fail('stopped')
+  write_error = lambda line: tqdm.tqdm.write(f'mofa reconstruct: {line}',
+                                             file=sys.stderr)
+  summary = reconstruct.reconstruct_inputs(
+      reconstructor, landmarker, _INPUT.value, output, faces=_FACES.value,
+      overwrite=_OVERWRITE.value, frame_step=_FRAME_STEP.value,
+      smooth_frames=_SMOOTH.value, report=tqdm.tqdm.write, fail=write_error,
+      stop=stop, progress=True)
+  if summary.failed:
+    print(f'mofa reconstruct: {len(summary.failed)} input(s) failed:',
+          file=sys.stderr)
+    for line in summary.failed:
+      print(f'  {line}', file=sys.stderr)
+  print(f'{summary.written} reconstruction(s) written into {output}; '
+        f'{len(summary.failed)} input(s) failed')
+  if summary.stopped:
+    print(f'mofa reconstruct: stopped by {signal.Signals(stop.signal).name}',
+          file=sys.stderr)
+    sys.exit(128 + stop.signal)
+  if summary.failed:
     sys.exit(1)

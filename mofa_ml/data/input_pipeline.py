@@ -18,6 +18,29 @@ from mofa_ml.data import synthetic_dataset  # pylint: disable=unused-import
 TRAINING_FIELDS = ('image', 'landmarks', 'landmark_confidence')
 
 
+def dataset_builder(name: str, data_dir: Optional[str] = None):
+  """The TFDS builder of a dataset name, without preparing anything.
+
+  Raises:
+    ValueError: unknown dataset or config, named with what exists.
+  """
+  try:
+    return tfds.builder(name, data_dir=data_dir)
+  except tfds.core.registered.DatasetNotFoundError:
+    # TFDS's own message lists its whole catalogue; name ours instead.
+    raise ValueError(f'unknown dataset {name!r} (this package provides '
+                     'mofa_synthetic/<config> and mofa_faces/<name>)'
+                     ) from None
+  except ValueError as e:
+    if 'BuilderConfig' not in str(e):
+      raise
+    folder = data_dir or 'the TFDS default folder'
+    raise ValueError(
+        f'dataset {name!r} not found in {folder} (mofa_faces/<name> lives in '
+        'the <output>/tfds folder of `mofa prepare`; mofa_synthetic has tiny, '
+        'smoke, benchmark and default)') from None
+
+
 def load_source(name: str, split: str, data_dir: Optional[str] = None,
                 prepare: bool = True):
   """A random-access TFDS data source, prepared on first use if asked.
@@ -32,21 +55,7 @@ def load_source(name: str, split: str, data_dir: Optional[str] = None,
   Raises:
     ValueError: unknown dataset or split, or not prepared and not asked to.
   """
-  try:
-    builder = tfds.builder(name, data_dir=data_dir)
-  except tfds.core.registered.DatasetNotFoundError:
-    # TFDS's own message lists its whole catalogue; name ours instead.
-    raise ValueError(f'unknown dataset {name!r} (this package provides '
-                     'mofa_synthetic/<config> and mofa_faces/<name>)'
-                     ) from None
-  except ValueError as e:
-    if 'BuilderConfig' not in str(e):
-      raise
-    folder = data_dir or 'the TFDS default folder'
-    raise ValueError(
-        f'dataset {name!r} not found in {folder} (mofa_faces/<name> lives in '
-        'the <output>/tfds folder of `mofa prepare`; mofa_synthetic has tiny, '
-        'smoke, benchmark and default)') from None
+  builder = dataset_builder(name, data_dir)
   if not builder.is_prepared():
     if not prepare:
       raise ValueError(f'dataset {name!r} is not prepared in '

@@ -101,8 +101,12 @@ def list_inputs(inputs: List[str], frame_step: int) -> Tuple[List[Item],
       items.extend(Item(path, frame) for frame in
                    range(0, count, max(1, frame_step)))
     elif extension == '.txt':
-      with open(path, encoding='utf-8') as f:
-        listed = [line.strip() for line in f if line.strip()]
+      try:
+        with open(path, encoding='utf-8') as f:
+          listed = [line.strip() for line in f if line.strip()]
+      except (OSError, UnicodeDecodeError) as e:
+        problems.append(f'{path}: not a readable UTF-8 list of files ({e})')
+        return
       base = os.path.dirname(os.path.abspath(path))
       for entry in listed:
         entry = entry if os.path.isabs(entry) else os.path.join(base, entry)
@@ -132,7 +136,7 @@ def list_inputs(inputs: List[str], frame_step: int) -> Tuple[List[Item],
 def read_item(item: Item) -> np.ndarray:
   """The item's pixels, (H, W, 3) uint8. Raises ValueError if unreadable."""
   if item.frame < 0:
-    return image_io.to_uint8(image_io.load_image(item.source))
+    return image_io.load_photo(item.source)
   import cv2  # pylint: disable=g-import-not-at-top
   capture = cv2.VideoCapture(item.source)
   capture.set(cv2.CAP_PROP_POS_FRAMES, item.frame)
@@ -344,16 +348,20 @@ def build_dataset(output: str, options: PrepareOptions,
             'faces': counts, 'rejected': len(rejected),
             'rejected_by_reason': reasons, 'rejects': rejected,
             'input_problems': problems}
+  report_path = os.path.join(output, 'report.json')
+  image_io.atomic_write_bytes(report_path,
+                              json.dumps(report, indent=2).encode(),
+                              overwrite=True)
   if counts['train'] == 0:
-    raise ValueError('no face was accepted; see the rejects: ' +
-                     json.dumps(reasons))
+    causes = [f'{count} {reason}' for reason, count in reasons.items()]
+    causes += problems[:3] + ([f'{len(problems) - 3} more input problems']
+                              if len(problems) > 3 else [])
+    raise ValueError('no face was accepted (' + '; '.join(causes or [
+        'no input']) + f'); every reject is listed in {report_path}')
   builder = faces_dataset.MofaFaces(
       data_dir=os.path.join(output, 'tfds'),
       config=tfds.core.BuilderConfig(name=options.name))
   if not builder.is_prepared():
     builder.download_and_prepare(download_config=tfds.download.DownloadConfig(
         manual_dir=shard_dir))
-  image_io.atomic_write_bytes(os.path.join(output, 'report.json'),
-                              json.dumps(report, indent=2).encode(),
-                              overwrite=True)
   return report

@@ -17,6 +17,8 @@ of (seed, s), so a resumed run repeats an uninterrupted one.
 
 import json
 import os
+import signal
+import threading
 import time
 from typing import Any, Dict, Optional
 
@@ -32,6 +34,7 @@ import tqdm
 from mofa_ml.data import input_pipeline
 from mofa_ml.facemodel import levels
 from mofa_ml.learning import checkpoints
+from mofa_ml.learning import configs
 from mofa_ml.learning import network
 from mofa_ml.learning import objective
 from mofa_ml.learning import regressor
@@ -86,22 +89,13 @@ def make_optimizer(stage: ml_collections.ConfigDict,
       parameter_groups)
 
 
-def load_config(spec: str) -> ml_collections.ConfigDict:
-  """A config file's `get_config()`, from 'path' or 'path:argument' (what
-  `--config` takes; for notebooks and scripts without absl flags).
+class Stopped(Exception):
+  """Training ended early by a signal, after saving a checkpoint."""
 
-  Raises:
-    ValueError: the file does not exist.
-  """
-  import importlib.util  # pylint: disable=g-import-not-at-top
-  path, _, argument = spec.partition(':')
-  if not os.path.isfile(path):
-    raise ValueError(f'config file not found: {path}')
-  module_spec = importlib.util.spec_from_file_location(
-      f'mofa_config_{os.path.splitext(os.path.basename(path))[0]}', path)
-  module = importlib.util.module_from_spec(module_spec)
-  module_spec.loader.exec_module(module)
-  return module.get_config(argument) if argument else module.get_config()
+  def __init__(self, signal_number: int, step: int):
+    super().__init__(f'stopped by {signal.Signals(signal_number).name} '
+                     f'after step {step} (checkpoint saved; rerun to resume)')
+    self.signal_number = signal_number
 
 
 def loss_config(stage: ml_collections.ConfigDict, stage_name: str,
@@ -258,6 +252,42 @@ def _initial_state(trainer: Trainer, config: ml_collections.ConfigDict,
   return trainer.new_state(params, stage_index, 0), stage_index
 
 
+def _truncate_metrics(path: str, step: int):
+  """Drops logged records after `step` (a resumed run logs them again), so
+  a resumed run's log equals an uninterrupted one's."""
+  if not os.path.exists(path):
+    return
+  with open(path, encoding='utf-8') as f:
+    lines = [line for line in f if line.strip()]
+  kept = [line for line in lines if json.loads(line)['step'] <= step]
+  if len(kept) != len(lines):
+    with open(path, 'w', encoding='utf-8') as f:
+      f.writelines(kept)
+
+
+class _SignalFlag:
+  """Records SIGTERM / SIGINT while training (main thread only), so the loop
+  can save a checkpoint and stop between steps."""
+
+  def __init__(self):
+    self.signal = None
+    self._previous = {}
+
+  def __enter__(self):
+    if threading.current_thread() is threading.main_thread():
+      for number in (signal.SIGTERM, signal.SIGINT):
+        self._previous[number] = signal.signal(number, self._handle)
+    return self
+
+  def _handle(self, number, frame):
+    del frame
+    self.signal = number
+
+  def __exit__(self, *exc):
+    for number, handler in self._previous.items():
+      signal.signal(number, handler)
+
+
 def train(config: ml_collections.ConfigDict, workdir: str,
           stop_at: Optional[int] = None) -> TrainState:
   """Runs (or resumes) training; returns the final state.
@@ -269,11 +299,15 @@ def train(config: ml_collections.ConfigDict, workdir: str,
       run continues from there when called again.
   """
   import tensorboardX  # Only the training job writes summaries.
+  configs.check_config(config)
   trainer = Trainer(config)
   manager = checkpoints.manager(os.path.join(workdir, 'checkpoints'),
                                 max_to_keep=config.keep_checkpoints)
   state, stage_index = _initial_state(trainer, config, manager, workdir)
   step = int(state.step)
+  metrics_path = os.path.join(workdir, 'metrics.jsonl')
+  if jax.process_index() == 0:
+    _truncate_metrics(metrics_path, step)
   end = trainer.total_steps if stop_at is None else min(stop_at,
                                                         trainer.total_steps)
   source = input_pipeline.load_source(config.dataset, 'train',
@@ -286,46 +320,50 @@ def train(config: ml_collections.ConfigDict, workdir: str,
   accumulated, count, interval_start = {}, 0, time.perf_counter()
   progress = tqdm.tqdm(total=end, initial=step, desc='train', unit='step',
                        disable=jax.process_index() != 0)
+  stop = _SignalFlag()
   try:
-    while step < end:
-      wanted = trainer.stage_index(step)
-      if wanted != stage_index:
-        params = trainer.start_stage2(state.params) if wanted == 1 else (
-            state.params)
-        state = trainer.new_state(params, wanted, step)
-        stage_index = wanted
-      host_batch = next(batches)
-      state, terms = trainer.train_step(stage_index)(
-          state, _global_batch(trainer, host_batch), trainer.constants)
-      step += 1
-      for name, value in terms.items():
-        accumulated[name] = accumulated.get(name, 0.0) + value
-      count += 1
-      if step % config.log_every == 0 or step == end:
-        scalars = {name: float(value) / count
-                   for name, value in accumulated.items()}
-        elapsed = time.perf_counter() - interval_start
-        scalars['steps_per_second'] = count / elapsed
-        for name, value in scalars.items():
-          writer.add_scalar(f'{STAGES[stage_index]}/{name}', value, step)
-        if jax.process_index() == 0:
-          with open(os.path.join(workdir, 'metrics.jsonl'), 'a',
-                    encoding='utf-8') as f:
-            f.write(json.dumps(dict(scalars, step=step,
-                                    stage=stage_index + 1)) + '\n')
-        progress.set_postfix(loss=f'{scalars["total"]:.4g}',
-                             lm_px=f'{scalars["landmark_error_px"]:.2f}',
-                             steps_s=f'{scalars["steps_per_second"]:.2f}')
-        accumulated, count, interval_start = {}, 0, time.perf_counter()
-      if step % config.image_every == 0 or step == end:
-        writer.add_image('input|base|final',
-                         _image_summary(trainer, state.params, host_batch),
-                         step, dataformats='HWC')
-      if step % config.checkpoint_every == 0 or step == end:
-        checkpoints.save(manager, step, state, trainer.meta(stage_index))
-      progress.update(1)
+    with stop:
+      while step < end and stop.signal is None:
+        wanted = trainer.stage_index(step)
+        if wanted != stage_index:
+          params = trainer.start_stage2(state.params) if wanted == 1 else (
+              state.params)
+          state = trainer.new_state(params, wanted, step)
+          stage_index = wanted
+        host_batch = next(batches)
+        state, terms = trainer.train_step(stage_index)(
+            state, _global_batch(trainer, host_batch), trainer.constants)
+        step += 1
+        for name, value in terms.items():
+          accumulated[name] = accumulated.get(name, 0.0) + value
+        count += 1
+        if step % config.log_every == 0 or step == end:
+          scalars = {name: float(value) / count
+                     for name, value in accumulated.items()}
+          elapsed = time.perf_counter() - interval_start
+          scalars['steps_per_second'] = count / elapsed
+          for name, value in scalars.items():
+            writer.add_scalar(f'{STAGES[stage_index]}/{name}', value, step)
+          if jax.process_index() == 0:
+            with open(metrics_path, 'a', encoding='utf-8') as f:
+              f.write(json.dumps(dict(scalars, step=step,
+                                      stage=stage_index + 1)) + '\n')
+          progress.set_postfix(loss=f'{scalars["total"]:.4g}',
+                               lm_px=f'{scalars["landmark_error_px"]:.2f}',
+                               steps_s=f'{scalars["steps_per_second"]:.2f}')
+          accumulated, count, interval_start = {}, 0, time.perf_counter()
+        if step % config.image_every == 0 or step == end:
+          writer.add_image('input|base|final',
+                           _image_summary(trainer, state.params, host_batch),
+                           step, dataformats='HWC')
+        if (step % config.checkpoint_every == 0 or step == end or
+            stop.signal is not None):
+          checkpoints.save(manager, step, state, trainer.meta(stage_index))
+        progress.update(1)
   finally:
     progress.close()
     writer.close()
     manager.wait_until_finished()
+  if stop.signal is not None:
+    raise Stopped(stop.signal, step)
   return state

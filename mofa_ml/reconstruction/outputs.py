@@ -7,7 +7,7 @@ atomically. Mesh formats themselves live in `export`.
 import dataclasses
 import io
 import json
-from typing import Dict, Optional
+from typing import Dict, Iterator, Optional, Tuple
 
 import jax.numpy as jnp
 import numpy as np
@@ -25,6 +25,13 @@ from mofa_ml.rendering import shading
 from mofa_ml.rendering import viz
 
 TEXTURE_SIZE = 1024
+OVERLAY_RENDER_SIDE = 640
+# What `face_files` writes.
+FACE_FILES = ('mesh_base.ply', 'mesh_base.obj', 'mesh_final.ply',
+              'mesh_final.obj', 'textured_final.obj', 'textured_final.mtl',
+              'textured_final_albedo.png', 'code.mofa', 'reconstruction.json',
+              'overlay_base.png', 'overlay.png', 'reflectance.png',
+              'shading.png', 'lit_sphere.png')
 
 
 @dataclasses.dataclass
@@ -83,8 +90,9 @@ def face_files(model: fm.FaceModel, crop_camera: camera.Intrinsics,
       np.asarray(layout.join(face.params)), layout, model.name)
   outputs['reconstruction.json'] = json.dumps(
       description(model, crop_camera, face, photo.shape), indent=2).encode()
-  for name, picture in pictures(model, crop_camera, photo, face).items():
+  for name, picture in pictures(model, crop_camera, photo, face):
     outputs[name] = png_bytes(picture)
+    del picture  # one photo-sized picture in memory at a time
   return outputs
 
 
@@ -136,61 +144,97 @@ def description(model: fm.FaceModel, crop_camera: camera.Intrinsics,
 
 def pictures(model: fm.FaceModel, crop_camera: camera.Intrinsics,
              photo: np.ndarray, face: Reconstruction
-             ) -> Dict[str, np.ndarray]:
-  """Overlays on the photo, reflectance, shading and the lit sphere."""
+             ) -> Iterator[Tuple[str, np.ndarray]]:
+  """(file name, picture) of the overlays on the photo, reflectance,
+  shading and the lit sphere, made one at a time."""
   params = face.params
   base, final = levels.surfaces(model, params, face.geometry_offsets,
                                 face.reflectance_offsets)
   photo_camera = camera.photo_intrinsics(crop_camera, face.crop_transform)
-  result = {
-      'overlay_base.png': overlay_on_photo(model, photo, face, base,
-                                           photo_camera),
-      'overlay.png': overlay_on_photo(model, photo, face, final,
-                                      photo_camera),
-  }
+  yield 'overlay_base.png', overlay_on_photo(model, photo, face, base,
+                                             photo_camera)
+  yield 'overlay.png', overlay_on_photo(model, photo, face, final,
+                                        photo_camera)
   size = crop.CROP_SIZE
   background = np.full((size, size, 3), 0.15, np.float32)
   pose = (params.rotation, params.translation)
-  result['reflectance.png'], _ = viz.render_shaded(
+  yield 'reflectance.png', viz.render_shaded(
       final.vertices, jnp.clip(final.reflectance, 0, 1), model.triangles,
       *pose, jnp.asarray(shading.AMBIENT_WHITE), crop_camera, size, size,
-      background)
+      background)[0]
   # Shading alone: a grey albedo scaled so the brightest vertex is 0.9.
   normals = mesh.vertex_normals(camera.rigid_transform(
       final.vertices, camera.pose_rotation(params.rotation),
       params.translation), model.triangles)
   peak = jnp.max(shading.irradiance(normals, final.sh))
-  result['shading.png'], _ = viz.render_shaded(
+  yield 'shading.png', viz.render_shaded(
       final.vertices, jnp.full_like(final.reflectance, 0.9) /
       jnp.maximum(peak, 1e-6), model.triangles, *pose, final.sh, crop_camera,
-      size, size, background)
-  result['lit_sphere.png'] = viz.lit_sphere(final.sh)
-  return result
+      size, size, background)[0]
+  yield 'lit_sphere.png', viz.lit_sphere(final.sh)
 
 
 def overlay_on_photo(model: fm.FaceModel, photo: np.ndarray,
                      face: Reconstruction, surface: levels.Surface,
                      photo_camera: camera.Intrinsics) -> np.ndarray:
-  """(H, W, 3) float photo with the shaded surface drawn over the region
-  around the face's crop (rendering only that region keeps it fast)."""
+  """(H, W, 3) uint8: the photo with the shaded surface drawn over the
+  region around the face's crop.
+
+  Only that region is rendered, at most `OVERLAY_RENDER_SIDE` pixels on a
+  side (then scaled up over the photo), so a 50-megapixel photo costs one
+  uint8 copy rather than gigabytes of rasterizer buffers.
+  """
+  import cv2  # pylint: disable=g-import-not-at-top
   height, width = photo.shape[:2]
   inverse = crop.invert_transform(face.crop_transform)
   corners = crop.apply_transform(
       inverse, np.array([[0, 0], [crop.CROP_SIZE - 1] * 2]))
   x0, y0 = np.clip(np.floor(corners[0]).astype(int), 0, [width, height])
   x1, y1 = np.clip(np.ceil(corners[1]).astype(int) + 1, 0, [width, height])
-  region = photo[y0:y1, x0:x1].astype(np.float32) / 255.0
+  result = np.array(photo, np.uint8)
+  if x1 <= x0 or y1 <= y0:
+    return result
+  region = photo[y0:y1, x0:x1]
+  scale = min(1.0, OVERLAY_RENDER_SIDE / max(region.shape[:2]))
+  size = (max(1, round(region.shape[1] * scale)),
+          max(1, round(region.shape[0] * scale)))
+  small = cv2.resize(region, size, interpolation=cv2.INTER_AREA) if (
+      scale < 1.0) else region
+  scale_xy = np.array([size[0] / region.shape[1], size[1] / region.shape[0]])
+  # Pixel centres: x_small = (x - x0 + 0.5) * s - 0.5.
   local = camera.Intrinsics(
-      photo_camera.focal_length,
-      photo_camera.principal_point - jnp.asarray([x0, y0]))
-  result = photo.astype(np.float32) / 255.0
-  result[y0:y1, x0:x1] = viz.overlay(region, surface, model.triangles,
-                                     face.params, local)
+      photo_camera.focal_length * jnp.asarray(scale_xy),
+      (photo_camera.principal_point - jnp.asarray([x0, y0]) + 0.5) *
+      jnp.asarray(scale_xy) - 0.5)
+  rendered, mask = viz.render_shaded(
+      surface.vertices, jnp.clip(surface.reflectance, 0.0, 1.0),
+      model.triangles, face.params.rotation, face.params.translation,
+      surface.sh, local, size[1], size[0])
+  rendered = image_io.to_uint8(rendered)
+  alpha = mask.astype(np.float32)
+  if scale < 1.0:
+    full = (region.shape[1], region.shape[0])
+    rendered = cv2.resize(rendered, full, interpolation=cv2.INTER_LINEAR)
+    alpha = cv2.resize(alpha, full, interpolation=cv2.INTER_LINEAR)
+  for top in range(0, region.shape[0], 256):  # bounded float temporaries
+    rows = slice(top, top + 256)
+    a = alpha[rows, :, None]
+    blended = a * rendered[rows] + (1.0 - a) * region[rows]
+    result[y0 + top:y0 + top + blended.shape[0], x0:x1] = np.round(
+        blended).astype(np.uint8)
   return result
 
 
 def png_bytes(image: np.ndarray) -> bytes:
-  import PIL.Image  # pylint: disable=g-import-not-at-top
-  buffer = io.BytesIO()
-  PIL.Image.fromarray(image_io.to_uint8(image)).save(buffer, format='PNG')
-  return buffer.getvalue()
+  """PNG of an (H, W, 3) image (float in [0, 1] or uint8)."""
+  import cv2  # pylint: disable=g-import-not-at-top
+  # OpenCV encodes from the array itself (Pillow would first copy it into
+  # a 4-byte-per-pixel image); light compression for photo-sized overlays,
+  # where level 6 takes seconds and saves little.
+  image = image_io.to_uint8(image)
+  level = 1 if image.shape[0] * image.shape[1] > 4_000_000 else 6
+  ok, encoded = cv2.imencode('.png', cv2.cvtColor(image, cv2.COLOR_RGB2BGR),
+                             [cv2.IMWRITE_PNG_COMPRESSION, level])
+  if not ok:
+    raise ValueError(f'PNG encoding failed for an image of {image.shape}')
+  return encoded.tobytes()

@@ -3,14 +3,18 @@
 For each face: crop (`data.crop`), parameters from a trained regressor
 and/or per-image fitting (`fit`), then the files of `outputs` (meshes of
 both levels, compact code, JSON, pictures). `reconstruct_inputs` is the loop
-of `mofa reconstruct`: it resolves inputs, reconstructs photos and videos,
-writes each result folder and reports every success or failure through a
-callback.
+of `mofa reconstruct`: it resolves inputs, checks each result folder before
+the work, reconstructs photos and videos, writes each folder whole (never a
+half one) and reports every success or failure through callbacks.
 """
 
+import collections
+import hashlib
 import os
+import shutil
+import tempfile
 import time
-from typing import Callable, List, NamedTuple, Optional, Sequence, Tuple
+from typing import Callable, Dict, List, NamedTuple, Optional, Sequence
 
 import jax
 import jax.numpy as jnp
@@ -113,17 +117,39 @@ class Reconstructor:
     return outputs.face_files(self.model, self.intrinsics, photo, face)
 
 
+class Job(NamedTuple):
+  """One input: a photo or a video, and its result folder's name (relative
+  to the output folder; unique within a run)."""
+  source: str
+  name: str
+  is_video: bool
+
+
 class Inputs(NamedTuple):
-  """What --input names: photo paths, video paths, problems (one line
-  each)."""
-  photos: List[str]
-  videos: List[str]
+  """What --input names: the jobs, and problems (one line each)."""
+  jobs: List[Job]
   errors: List[str]
 
 
+def _unique_names(jobs: List[Job]) -> List[Job]:
+  """Names shared by several sources get the file type, then a short hash
+  of the path: `face_jpg`, `face_png`, `face_3f2a9c`."""
+  for suffix in (lambda job: os.path.splitext(job.source)[1][1:].lower(),
+                 lambda job: hashlib.sha1(job.source.encode()).hexdigest()[:6]):
+    counts = collections.Counter(job.name for job in jobs)
+    jobs = [job._replace(name=f'{job.name}_{suffix(job)}')
+            if counts[job.name] > 1 else job for job in jobs]
+  return jobs
+
+
 def resolve_inputs(entries: Sequence[str]) -> Inputs:
-  """Photos and videos named by paths, folders, lists or sample:<name>."""
-  photos, videos, errors = [], [], []
+  """Photos and videos named by paths, folders, lists or sample:<name>.
+
+  A photo's result folder is its path under the folder given as input
+  (`photos/a/face.jpg` from `--input=photos` -> `a/face`), else its stem;
+  names that would collide are made unique (`_unique_names`).
+  """
+  jobs, errors = [], []
   bundled = samples.sample_faces()
   for entry in entries:
     if entry.startswith('sample:'):
@@ -132,44 +158,94 @@ def resolve_inputs(entries: Sequence[str]) -> Inputs:
         errors.append(f'{entry}: no such sample (choose from '
                       f'{", ".join(bundled)})')
       else:
-        photos.append(bundled[name].image_path)
+        jobs.append(Job(bundled[name].image_path, name, False))
       continue
     items, problems = prepare.list_inputs([entry], frame_step=1)
     errors += [problem.replace(': not found', ': file not found')
                for problem in problems]
+    root = os.path.abspath(entry) if os.path.isdir(entry) else None
     for item in items:
-      target = videos if item.frame >= 0 else photos
-      if item.source not in target:
-        target.append(item.source)
-  return Inputs(photos, videos, errors)
+      relative = (os.path.relpath(item.source, root) if root else
+                  os.path.basename(item.source))
+      job = Job(item.source, os.path.splitext(relative)[0], item.frame >= 0)
+      if all(existing.source != job.source for existing in jobs):
+        jobs.append(job)
+  return Inputs(_unique_names(jobs), errors)
 
 
-def photo_faces(reconstructor: Reconstructor, landmarker, path: str,
-                faces: Optional[str]) -> Tuple[np.ndarray, list]:
-  """(photo, [(name, Reconstruction)]) of one photo.
+def write_folder(folder: str, files: Dict[str, bytes], overwrite: bool):
+  """Writes a result folder so that no half folder is ever seen: a new
+  folder is filled under a temporary name and renamed; into an existing one
+  each file is written atomically (all refused first if one exists and not
+  `overwrite`).
+
+  Raises:
+    FileExistsError, OSError: naming the path.
+  """
+  if os.path.isdir(folder):
+    export.write_files(folder, files, overwrite=overwrite)
+    return
+  if os.path.lexists(folder):
+    raise FileExistsError(f'{folder} exists and is not a folder')
+  parent = os.path.dirname(folder)
+  os.makedirs(parent, exist_ok=True)
+  partial = tempfile.mkdtemp(dir=parent, prefix='.partial-')
+  try:
+    os.chmod(partial, 0o777 & ~image_io.current_umask())
+    export.write_files(partial, files)
+    os.rename(partial, folder)
+  except BaseException:
+    shutil.rmtree(partial, ignore_errors=True)
+    raise
+
+
+def check_folder(folder: str, names: Sequence[str], overwrite: bool):
+  """Refuses, before any work, a result that could not be written.
+
+  Raises:
+    FileExistsError: `folder` is a file, or holds one of `names` and not
+      `overwrite`.
+  """
+  if os.path.lexists(folder) and not os.path.isdir(folder):
+    raise FileExistsError(f'{folder} exists and is not a folder')
+  if not overwrite:
+    for name in names:
+      if os.path.exists(os.path.join(folder, name)):
+        raise FileExistsError(f'{os.path.join(folder, name)} exists; pass '
+                              '--overwrite to replace it')
+
+
+def describe_failure(source: str, error: BaseException) -> str:
+  """One line naming the input and what went wrong."""
+  message = str(error).strip().splitlines()[0] if str(error).strip() else ''
+  if not isinstance(error, (ValueError, OSError)):
+    message = f'{type(error).__name__}: {message}'
+  return message if message.startswith(source) else f'{source}: {message}'
+
+
+def detect_faces(landmarker, path: str, faces: Optional[str]):
+  """(photo, detections) of one photo.
 
   Args:
-    faces: None (a photo must show one face), 'largest' or 'all'.
+    faces: None (the photo must show one face), 'largest' or 'all'.
 
   Raises:
     ValueError / FileNotFoundError: naming the photo and the problem.
   """
-  stem = os.path.splitext(os.path.basename(path))[0]
-  photo = image_io.to_uint8(image_io.load_image(path))
+  photo = image_io.load_photo(path)
   detections = landmarker.detect(photo)
   if not detections:
     raise ValueError(f'{path}: no face found')
   if len(detections) > 1 and faces is None:
     raise ValueError(f'{path}: {len(detections)} faces found; choose with '
                      '--faces=largest or --faces=all')
-  if faces != 'all':
-    detections = detections[:1]
-  results = []
-  for index, face in enumerate(detections):
-    name = stem if len(detections) == 1 else f'{stem}_face{index}'
-    results.append((name, reconstructor.reconstruct_face(
-        photo, face.landmarks, face.point_confidence)))
-  return photo, results
+  return photo, detections if faces == 'all' else detections[:1]
+
+
+class Summary(NamedTuple):
+  written: int
+  failed: List[str]
+  stopped: bool
 
 
 def reconstruct_inputs(reconstructor: Reconstructor, landmarker,
@@ -177,8 +253,14 @@ def reconstruct_inputs(reconstructor: Reconstructor, landmarker,
                        faces: Optional[str] = None, overwrite: bool = False,
                        frame_step: int = 1, smooth_frames: float = 1.5,
                        report: Callable[[str], None] = print,
-                       progress: bool = False) -> Tuple[int, List[str]]:
+                       fail: Callable[[str], None] = print,
+                       stop: Callable[[], bool] = lambda: False,
+                       progress: bool = False) -> Summary:
   """Reconstructs every photo and video and writes one folder per face.
+
+  Every input that fails, whatever raises, costs one line (`fail`) and the
+  run goes on; `stop` is asked between inputs and faces, so an interrupted
+  run ends after a whole folder.
 
   Args:
     reconstructor: the model and how to reconstruct.
@@ -189,51 +271,57 @@ def reconstruct_inputs(reconstructor: Reconstructor, landmarker,
     overwrite: replace existing result files.
     frame_step, smooth_frames: videos (see `video.reconstruct_video`).
     report: called with a line for every folder written.
+    fail: called with a line for every input that failed, as it happens.
+    stop: True when the run should end.
     progress: show progress bars.
-
-  Returns:
-    (folders written, error lines).
   """
   import tqdm  # pylint: disable=g-import-not-at-top
   inputs = resolve_inputs(entries)
-  errors = list(inputs.errors)
+  failed = []
+  for line in inputs.errors:
+    failed.append(line)
+    fail(line)
   written = 0
-  for path in tqdm.tqdm(inputs.photos, unit='photo',
-                        disable=not progress or len(inputs.photos) < 2):
+  photo_files = outputs.FACE_FILES
+  for job in tqdm.tqdm(inputs.jobs, unit='input',
+                       disable=not progress or len(inputs.jobs) < 2):
+    if stop():
+      break
     try:
-      photo, results = photo_faces(reconstructor, landmarker, path, faces)
-    except (ValueError, FileNotFoundError) as e:
-      errors.append(str(e))
-      continue
-    for name, result in results:
-      folder = os.path.join(output, name)
-      try:
-        os.makedirs(folder, exist_ok=True)
-        export.write_files(folder, reconstructor.files(photo, result),
-                           overwrite=overwrite)
-      except (FileExistsError, OSError) as e:
-        errors.append(str(e))
+      if job.is_video:
+        folder = os.path.join(output, job.name)
+        check_folder(folder, video_lib.VIDEO_FILES, overwrite)
+        video = video_lib.reconstruct_video(reconstructor, job.source,
+                                            landmarker, frame_step,
+                                            smooth_frames, progress=progress)
+        write_folder(folder, video_lib.video_files(
+            reconstructor.model, job.source, video, frame_step), overwrite)
+        written += 1
+        report(f'{folder}: {len(video.frames)} frames, faces in '
+               f'{int(video.found.sum())}')
         continue
-      written += 1
-      metrics = result.metrics
-      report(f'{folder}: landmark error {metrics["landmark_error_px"]:.2f} '
-             f'px, photometric error base '
-             f'{metrics["photometric_error_base"]:.3f} final '
-             f'{metrics["photometric_error_final"]:.3f}, '
-             f'{result.seconds:.1f} s')
-  for path in inputs.videos:
-    folder = os.path.join(output, os.path.splitext(os.path.basename(path))[0])
-    try:
-      video = video_lib.reconstruct_video(reconstructor, path, landmarker,
-                                          frame_step, smooth_frames,
-                                          progress=progress)
-      os.makedirs(folder, exist_ok=True)
-      export.write_files(folder, video_lib.video_files(
-          reconstructor.model, path, video, frame_step), overwrite=overwrite)
-    except (ValueError, FileExistsError, OSError) as e:
-      errors.append(str(e))
-      continue
-    written += 1
-    report(f'{folder}: {len(video.frames)} frames, faces in '
-           f'{int(video.found.sum())}')
-  return written, errors
+      photo, detections = detect_faces(landmarker, job.source, faces)
+      names = [job.name if len(detections) == 1 else f'{job.name}_face{k}'
+               for k in range(len(detections))]
+      for name in names:
+        check_folder(os.path.join(output, name), photo_files, overwrite)
+      for name, detection in zip(names, detections):
+        if stop():
+          break
+        result = reconstructor.reconstruct_face(photo, detection.landmarks,
+                                                detection.point_confidence)
+        folder = os.path.join(output, name)
+        write_folder(folder, reconstructor.files(photo, result), overwrite)
+        written += 1
+        metrics = result.metrics
+        report(f'{folder}: landmark error '
+               f'{metrics["landmark_error_px"]:.2f} px, photometric error '
+               f'base {metrics["photometric_error_base"]:.3f} final '
+               f'{metrics["photometric_error_final"]:.3f}, '
+               f'{result.seconds:.1f} s')
+    except Exception as e:  # pylint: disable=broad-except
+      # One input's failure, whatever it is, must not end the run.
+      line = describe_failure(job.source, e)
+      failed.append(line)
+      fail(line)
+  return Summary(written, failed, stop())

@@ -28,6 +28,8 @@ from mofa_ml.reconstruction import fit
 from mofa_ml.reconstruction import outputs
 from mofa_ml.rendering import camera
 
+# What `video_files` writes.
+VIDEO_FILES = ('parameters.npz', 'identity_final.ply', 'overlay.mp4')
 
 @dataclasses.dataclass
 class VideoReconstruction:
@@ -207,7 +209,7 @@ def video_files(model: fm.FaceModel, path: str, video: VideoReconstruction,
         os.close(handle)
         writer = cv2.VideoWriter(temporary, cv2.VideoWriter_fourcc(*'mp4v'),
                                  video.fps, (frame.shape[1], frame.shape[0]))
-      picture = frame.astype(np.float32) / 255.0
+      picture = frame
       if index in by_frame:
         k = by_frame[index]
         face = outputs.Reconstruction(
@@ -217,9 +219,8 @@ def video_files(model: fm.FaceModel, path: str, video: VideoReconstruction,
         final = levels.surfaces(model, face.params, video.geometry_offsets,
                                 video.reflectance_offsets)[1]
         picture = outputs.overlay_on_photo(model, frame, face, final,
-                                   video.photo_camera)
-      writer.write(cv2.cvtColor(image_io.to_uint8(picture),
-                                cv2.COLOR_RGB2BGR))
+                                           video.photo_camera)
+      writer.write(cv2.cvtColor(picture, cv2.COLOR_RGB2BGR))
     writer.release()
     writer = None
     with open(temporary, 'rb') as f:
