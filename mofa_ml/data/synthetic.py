@@ -58,6 +58,10 @@ class SyntheticConfig:
   patch_count: int = 3
   max_darkness: float = 0.9
   landmark_noise_px: float = 0.0
+  # Identifiability-ladder controls: light with the ambient (DC) term only,
+  # and a uniform background of this grey level (negative: random).
+  ambient_only: bool = False
+  background_grey: float = -1.0
 
 
 def _smooth_bumps(key, vertices, normals, count, amplitude):
@@ -100,7 +104,7 @@ def _colour_patches(key, vertices, count):
                     colours)
 
 
-def _random_light(key):
+def _random_light(key, ambient_only=False):
   """gamma: ambient plus one directional light from the front hemisphere."""
   k1, k2, k3, k4 = jax.random.split(key, 4)
   direction = jax.random.normal(k1, (3,)) * jnp.asarray([0.6, 0.5, 0.3])
@@ -109,6 +113,8 @@ def _random_light(key):
   tint = 1.0 + jax.random.uniform(k2, (3,), minval=-0.12, maxval=0.12)
   strength = jax.random.uniform(k3, (), minval=0.2, maxval=0.8)
   ambient = jax.random.uniform(k4, (), minval=0.4, maxval=0.9)
+  if ambient_only:
+    strength = 0.0 * strength
   return shading.directional_light(direction, strength * tint, ambient * tint)
 
 
@@ -177,7 +183,7 @@ def generate_face(key: jax.Array, model: fm.FaceModel,
       config.max_shift * room_mm * jnp.asarray([1.0, 1.0, 0.0]))
   translation = camera.centring_translation(
       vertices, model.landmark_vertices, angles, distance) + shift
-  sh = _random_light(keys[6])
+  sh = _random_light(keys[6], config.ambient_only)
   albedo = model.reflectance(reflectance)
   if config.out_of_space:
     normals = mesh.vertex_normals(vertices, model.triangles)
@@ -211,8 +217,10 @@ def generate_face(key: jax.Array, model: fm.FaceModel,
   colour = shading.shade(per_pixel[..., 3:],
                          mesh.safe_normalize(per_pixel[..., :3]), sh)
   covered = (fragments.triangle >= 0)[..., None]
-  image = jnp.where(covered, jnp.clip(colour, 0.0, 1.0),
-                    _background(jax.random.fold_in(key, 99), size))
+  background = _background(jax.random.fold_in(key, 99), size)
+  if config.background_grey >= 0:
+    background = jnp.full_like(background, config.background_grey)
+  image = jnp.where(covered, jnp.clip(colour, 0.0, 1.0), background)
 
   indices = model.landmark_vertices.at[jnp.asarray(lm.CONTOUR)].set(
       outline_landmarks(model, points, normals))

@@ -35,6 +35,7 @@ from mofa_ml.facemodel import face_model as fm
 from mofa_ml.facemodel import layout as layout_lib
 from mofa_ml.facemodel import levels
 from mofa_ml.learning import losses
+from mofa_ml.learning import photometric_support
 from mofa_ml.rendering import camera
 from mofa_ml.rendering import formation
 
@@ -85,6 +86,13 @@ class LossConfig:
     reflectance_p: exponent of the l2,p reflectance sparsity (eq. 13).
     chroma_sharpness: of the chromaticity weights (eq. 13).
     skin_partners: random partners per skin vertex (eq. 14).
+    visibility: which vertices the photometric terms compare: 'backface'
+      (the paper's) or 'raster' (depth-tested, footprint on the face; see
+      `photometric_support`).
+    depth_tolerance_mm: of the 'raster' depth test.
+    raster_correction: with 'raster', compare the photo with the rendered
+      picture's colour at each vertex (a constant offset) rather than the
+      vertex's own.
   """
   weights: Tuple[Tuple[str, float], ...]
   final_level: bool = False
@@ -93,8 +101,14 @@ class LossConfig:
   reflectance_p: float = 0.9
   chroma_sharpness: float = 50.0
   skin_partners: int = 6
+  visibility: str = 'backface'
+  depth_tolerance_mm: float = 1.0
+  raster_correction: bool = False
 
   def __post_init__(self):
+    if self.visibility not in ('backface', 'raster'):
+      raise ValueError(f'visibility is backface or raster, not '
+                       f'{self.visibility!r}')
     missing = sorted(set(weight_names()) - set(dict(self.weights)))
     if missing:
       raise ValueError(f'loss weights missing: {", ".join(missing)}')
@@ -203,12 +217,42 @@ def paper_weights(stage: str) -> Dict[str, float]:
   return values
 
 
+def level_support(model: fm.FaceModel, config: LossConfig,
+                  rendering: formation.PointRendering,
+                  surface: levels.Surface,
+                  image_shape) -> photometric_support.Support:
+  """One level's photometric support (constants) under `config`."""
+  if config.visibility == 'backface':
+    return photometric_support.backface_support(rendering)
+  return photometric_support.raster_support(
+      model, rendering, surface.reflectance, surface.sh, image_shape[0],
+      image_shape[1], config.depth_tolerance_mm, config.raster_correction)
+
+
+def supports(model: fm.FaceModel, intrinsics: camera.Intrinsics,
+             config: LossConfig, params: layout_lib.FaceParams,
+             geometry_offsets: jax.Array, reflectance_offsets: jax.Array,
+             image_shape) -> Tuple[photometric_support.Support,
+                                   photometric_support.Support]:
+  """(base, final) photometric supports at an estimate, for callers that
+  hold them fixed over several steps (they are constants anyway)."""
+  return tuple(
+      level_support(model, config,
+                    levels.render(model, surface, params, intrinsics),
+                    surface, image_shape)
+      for surface in levels.surfaces(model, params, geometry_offsets,
+                                     reflectance_offsets))
+
+
 def face_objective(model: fm.FaceModel, intrinsics: camera.Intrinsics,
                    config: LossConfig, params: layout_lib.FaceParams,
                    geometry_offsets: jax.Array,
                    reflectance_offsets: jax.Array, image: jax.Array,
                    detected: jax.Array, confidence: jax.Array,
-                   key: jax.Array) -> Dict[str, jax.Array]:
+                   key: jax.Array,
+                   support: Optional[Tuple[photometric_support.Support,
+                                           photometric_support.Support]] = None
+                   ) -> Dict[str, jax.Array]:
   """All terms for one face.
 
   Args:
@@ -221,6 +265,8 @@ def face_objective(model: fm.FaceModel, intrinsics: camera.Intrinsics,
     detected: (68, 2) landmarks, pixels.
     confidence: (68,) in [0, 1], 0 for missing landmarks.
     key: PRNG key for the random skin partners.
+    support: (base, final) photometric supports held fixed (see `supports`);
+      None: computed at `params`.
 
   Returns:
     dict with 'total', every term of `TERMS` (unweighted; 0 for final-level
@@ -231,15 +277,21 @@ def face_objective(model: fm.FaceModel, intrinsics: camera.Intrinsics,
   base_surface, final_surface = levels.surfaces(
       model, params, geometry_offsets, reflectance_offsets)
   base = levels.render(model, base_surface, params, intrinsics)
+  base_support = support[0] if support else level_support(
+      model, config, base, base_surface, image.shape)
+  base = base._replace(colors=base.colors + base_support.correction)
   observed_base, inside = formation.sample_image(image, base.pixels)
-  visible_base = base.visible * inside
+  visible_base = base_support.visible * inside
   indices = levels.landmark_vertex_indices(model, base.points, detected,
                                            intrinsics)
   final = observed_final = visible_final = None
   if config.final_level:
     final = levels.render(model, final_surface, params, intrinsics)
+    final_support = support[1] if support else level_support(
+        model, config, final, final_surface, image.shape)
+    final = final._replace(colors=final.colors + final_support.correction)
     observed_final, inside = formation.sample_image(image, final.pixels)
-    visible_final = final.visible * inside
+    visible_final = final_support.visible * inside
   face = FaceState(
       model=model, params=params, geometry_offsets=geometry_offsets,
       reflectance_offsets=reflectance_offsets,

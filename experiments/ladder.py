@@ -1,0 +1,174 @@
+"""Identifiability ladder: per-image fitting on synthetic faces, one nuisance
+added per step, from the truth and from the mean face.
+
+    python -m experiments.ladder --faces=4 --output=docs/results/ladder.json
+
+Steps (each adds to the one before):
+  a  in-space faces, frontal, ambient light, grey background, true landmarks
+  b  + a directional light
+  c  + head pose (up to 45 degrees of yaw)
+  d  + random backgrounds
+  e  + landmarks from the real detector on the rendered image
+  f  + out-of-space bumps, beards and skin patches
+For every step and fitter: the base- and final-level geometry error (mm,
+after a similarity alignment, as `mofa eval`), landmark NME against the
+true landmarks, photometric error, seconds per face; next to the truth's
+own base level and the mean face at the true pose. Writes JSON and prints a
+markdown table.
+"""
+
+import dataclasses
+import json
+import time
+
+from absl import app
+from absl import flags
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from mofa_ml import image_io
+from mofa_ml.data import detection
+from mofa_ml.data import synthetic
+from mofa_ml.evaluation import evaluate
+from mofa_ml.facemodel import face_model as fm
+from mofa_ml.facemodel import layout as layout_lib
+from mofa_ml.learning import objective
+from mofa_ml.reconstruction import fit
+from mofa_ml.rendering import camera
+
+_FACES = flags.DEFINE_integer('faces', 4, 'Faces per step.')
+_STEPS = flags.DEFINE_string('steps', 'abcdef', 'Which steps.')
+_FITTERS = flags.DEFINE_list('fitters', ['paper', 'current'],
+                             'Fitters to compare (see FITTERS).')
+_OUTPUT = flags.DEFINE_string('output', 'ladder.json', 'JSON to write.')
+_OVERWRITE = flags.DEFINE_bool('overwrite', False, 'Replace --output.')
+
+STEP_CONFIGS = {
+    'a': dict(out_of_space=False, max_yaw=0.0, max_pitch=0.0, max_roll=0.0,
+              ambient_only=True, background_grey=0.5),
+    'b': dict(ambient_only=False),
+    'c': dict(max_yaw=45.0, max_pitch=15.0, max_roll=10.0),
+    'd': dict(background_grey=-1.0),
+    'e': {},  # the detector's landmarks replace the true ones
+    'f': dict(out_of_space=True),
+}
+STEP_NAMES = {
+    'a': 'in-space, frontal, ambient, grey, true landmarks',
+    'b': '+ directional light', 'c': '+ pose up to 45 deg yaw',
+    'd': '+ backgrounds', 'e': '+ detected landmarks',
+    'f': '+ out-of-space bumps, beards, patches',
+}
+FITTERS = {
+    # The fitter before the ladder: the paper's stage weights, backface
+    # visibility, 24 px landmark units, constant Adam rates.
+    'paper': fit.FitConfig(
+        base_loss=objective.LossConfig.for_stage('stage1'),
+        final_loss=objective.LossConfig.for_stage('stage2'),
+        final_rate_fraction=1.0),
+    'current': fit.FitConfig(),
+}
+
+
+def step_config(step: str) -> synthetic.SyntheticConfig:
+  values = {}
+  for name in 'abcdef'[:'abcdef'.index(step) + 1]:
+    values.update(STEP_CONFIGS[name])
+  return synthetic.SyntheticConfig(**values)
+
+
+def faces_of_step(model, step: str, count: int, landmarker):
+  """A batch dict of `count` synthetic faces of a step (detected landmarks
+  from step e on; faces the detector misses are left out)."""
+  layout = layout_lib.ParameterLayout.for_model(model)
+  faces = jax.device_get(synthetic.generate_batch(
+      jax.random.PRNGKey(7), model, layout, camera.default_intrinsics(),
+      step_config(step), count))
+  faces = {key: np.asarray(value) for key, value in faces.items()}
+  if step < 'e':
+    return faces
+  keep = []
+  for index in range(count):
+    found = landmarker.detect(image_io.to_uint8(faces['image'][index]))
+    if found:
+      faces['landmarks'][index] = found[0].landmarks
+      faces['landmark_confidence'][index] = found[0].point_confidence
+      keep.append(index)
+  return {key: value[keep] for key, value in faces.items()}
+
+
+def mean_face_method(model):
+  """The mean shape at the true pose and light: the baseline to beat."""
+  layout = layout_lib.ParameterLayout.for_model(model, 0, False)
+
+  def reconstruct(batch):
+    params = layout.split(batch['params'])
+    params = params._replace(shape=jnp.zeros_like(params.shape),
+                             expression=jnp.zeros_like(params.expression))
+    zeros = jnp.zeros(batch['image'].shape[:1] + (model.num_vertices, 3))
+    return params, zeros, zeros
+  return reconstruct
+
+
+def measure(model, method, faces) -> dict:
+  batch = dict(faces, image=(faces['image'] * 255).round().astype(np.uint8))
+  start = time.perf_counter()
+  per_image = evaluate.evaluate(model, camera.default_intrinsics(), method,
+                                [batch])
+  seconds = (time.perf_counter() - start) / len(faces['image'])
+  row = {key: float(np.mean(value)) for key, value in per_image.items()
+         if not key.startswith(('vertex_error_sum', 'seconds'))}
+  row['seconds_per_face'] = float(np.mean(per_image['seconds']))
+  row['wall_seconds_per_face'] = seconds
+  return row
+
+
+def main(argv):
+  del argv
+  model = fm.load_face_model()
+  intrinsics = camera.default_intrinsics()
+  landmarker = detection.FaceLandmarker()
+  results = {'faces_per_step': _FACES.value, 'steps': {}}
+  for step in _STEPS.value:
+    faces = faces_of_step(model, step, _FACES.value, landmarker)
+    rows = {'count': int(len(faces['image'])),
+            'truth_base': measure(model, evaluate.true_base_method(model),
+                                  faces),
+            'mean_face': measure(model, mean_face_method(model), faces)}
+    for name in _FITTERS.value:
+      config = FITTERS[name]
+      for start in ('truth', 'mean'):
+        method = evaluate.fitting_method(model, intrinsics, config,
+                                         start_from_truth=start == 'truth')
+        rows[f'{name}_from_{start}'] = measure(model, method, faces)
+        print(step, name, start, {k: round(v, 3) for k, v in
+                                  rows[f'{name}_from_{start}'].items()},
+              flush=True)
+    results['steps'][step] = rows
+  results['fitters'] = {name: repr(dataclasses.asdict(FITTERS[name]))
+                        for name in _FITTERS.value}
+  image_io.atomic_write_bytes(_OUTPUT.value,
+                              json.dumps(results, indent=1).encode(),
+                              overwrite=_OVERWRITE.value)
+  print(table(results))
+
+
+def table(results: dict) -> str:
+  """Markdown: one row per step and method."""
+  lines = ['| step | method | geometry base / final (mm) | landmark NME | '
+           'photometric base / final | s/face |', '|---|---|---|---|---|---|']
+  for step, rows in results['steps'].items():
+    for name, row in rows.items():
+      if name == 'count':
+        continue
+      lines.append(
+          f'| {step} ({rows["count"]}) | {name} | '
+          f'{row["geometry_mm_base"]:.2f} / {row["geometry_mm_final"]:.2f} | '
+          f'{row["landmark_nme_base"]:.4f} | '
+          f'{row["photometric_base"]:.3f} / {row["photometric_final"]:.3f} | '
+          f'{row["seconds_per_face"]:.1f} |')
+  return '\n'.join(lines)
+
+
+if __name__ == '__main__':
+  app.run(main)

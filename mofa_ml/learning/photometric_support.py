@@ -1,0 +1,84 @@
+"""Which vertices the photometric term may compare, and how to compare them.
+
+The paper compares every front-facing vertex's shaded colour with the photo
+at its projection. Measured on synthetic faces rendered from the model
+itself (docs/results.md, identifiability ladder), that moves the objective's
+optimum away from the truth:
+  * silhouette vertices sample the background, hole rims (eyes, mouth) and
+    vertices hidden behind the nose sample another surface;
+  * a vertex's own colour is not what a picture shows at its projection: a
+    picture interpolates albedo and normals across triangles.
+`support` rasterizes the current estimate (without gradient) and keeps a
+vertex only if the depth buffer shows it and its whole bilinear footprint
+lies on the face; with `correction` it also returns the rendered picture's
+colour at each vertex minus the vertex's own, a constant that makes the
+point-sampled term exactly zero where the estimate explains the photo.
+"""
+
+from typing import NamedTuple
+
+import jax
+import jax.numpy as jnp
+
+from mofa_ml.facemodel import face_model as fm
+from mofa_ml.rendering import formation
+from mofa_ml.rendering import mesh
+from mofa_ml.rendering import raster
+from mofa_ml.rendering import shading
+
+
+class Support(NamedTuple):
+  """Per-vertex data of one level's photometric term (constants).
+
+  Attributes:
+    visible: (N,) float in {0, 1}.
+    correction: (N, 3) added to the model colours.
+  """
+  visible: jax.Array
+  correction: jax.Array
+
+
+def backface_support(rendering: formation.PointRendering) -> Support:
+  """The paper's: every front-facing vertex, no correction."""
+  return Support(rendering.visible, jnp.zeros_like(rendering.colors))
+
+
+def raster_support(model: fm.FaceModel, rendering: formation.PointRendering,
+                   reflectance: jax.Array, sh: jax.Array, height: int,
+                   width: int, depth_tolerance_mm: float = 1.0,
+                   correction: bool = False) -> Support:
+  """Depth-tested vertices whose bilinear footprint is on the face.
+
+  Args:
+    model: the face model (triangles).
+    rendering: the level's point rendering at the current estimate.
+    reflectance: (N, 3) the level's albedo; sh: (9, 3) its light.
+    height, width: the photo's size.
+    depth_tolerance_mm: how far behind the depth buffer a vertex may be.
+    correction: also return the picture-minus-point colour difference.
+
+  Returns:
+    Support, without gradient.
+  """
+  screen = jax.lax.stop_gradient(
+      jnp.concatenate([rendering.pixels, rendering.points[:, 2:]], -1))
+  fragments = raster.rasterize(screen, model.triangles, height=height,
+                               width=width, capacity=2 * height * width)
+  front = raster.vertex_visibility(screen, fragments, depth_tolerance_mm)
+  covered = (fragments.triangle >= 0).astype(screen.dtype)[..., None]
+  footprint, _ = formation.sample_image(covered, screen[:, :2])
+  visible = rendering.visible * front * (footprint[:, 0] > 0.999)
+  offset = jnp.zeros_like(rendering.colors)
+  if correction:
+    points = jax.lax.stop_gradient(rendering.points)
+    normals = mesh.vertex_normals(points, model.triangles)
+    per_pixel = raster.interpolate(
+        jnp.concatenate([normals, jax.lax.stop_gradient(reflectance)], -1),
+        model.triangles, fragments)
+    picture = jnp.clip(shading.shade(
+        per_pixel[..., 3:], mesh.safe_normalize(per_pixel[..., :3]),
+        jax.lax.stop_gradient(sh)), 0.0, 1.0)
+    sampled, _ = formation.sample_image(picture, screen[:, :2])
+    offset = sampled - rendering.colors
+  return Support(jax.lax.stop_gradient(visible),
+                 jax.lax.stop_gradient(offset))

@@ -1,0 +1,100 @@
+"""Per-image fitting: the landmark pose start and the ladder's first step."""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from mofa_ml.data import synthetic
+from mofa_ml.evaluation import metrics
+from mofa_ml.facemodel import layout as layout_lib
+from mofa_ml.learning import network
+from mofa_ml.learning import objective
+from mofa_ml.reconstruction import fit
+from mofa_ml.rendering import camera
+
+# Ladder step (a): in-space, frontal, ambient light, grey background.
+STEP_A = synthetic.SyntheticConfig(out_of_space=False, max_yaw=0.0,
+                                   max_pitch=0.0, max_roll=0.0,
+                                   ambient_only=True, background_grey=0.5)
+
+
+def test_landmark_pose_recovers_a_known_pose(ict_model):
+  intrinsics = camera.default_intrinsics()
+  angles = jnp.asarray([0.15, -0.5, 0.08])
+  translation = jnp.asarray([12.0, -8.0, 1150.0])
+  points = camera.rigid_transform(
+      ict_model.mean_shape[ict_model.landmark_vertices],
+      camera.pose_rotation(angles), translation)
+  landmarks = camera.project(points, intrinsics)
+  rotation, found = fit.landmark_pose(ict_model, intrinsics, landmarks,
+                                      jnp.ones(68))
+  np.testing.assert_allclose(rotation, angles, atol=2e-3)
+  np.testing.assert_allclose(found, translation, atol=1.0)  # mm at 1.15 m
+
+
+def _geometry_mm(model, params, vertices):
+  points = camera.rigid_transform(
+      model.geometry(params.shape, params.expression),
+      camera.pose_rotation(params.rotation), params.translation)
+  return float(metrics.aligned_vertex_errors(points, vertices).mean())
+
+
+def test_ladder_step_a_stays_at_the_truth_and_beats_the_mean_face(
+    ict_model):
+  layout = layout_lib.ParameterLayout.for_model(ict_model)
+  base_layout = layout_lib.ParameterLayout.for_model(ict_model, 0, False)
+  intrinsics = camera.default_intrinsics()
+  faces = jax.device_get(synthetic.generate_batch(
+      jax.random.PRNGKey(7), ict_model, layout, intrinsics, STEP_A, 2))
+  config = fit.FitConfig(final_steps=0)
+  zeros = jnp.zeros((ict_model.num_vertices, 3))
+  for index in range(2):
+    truth = base_layout.split(jnp.asarray(faces['params'][index]))
+    vertices = jnp.asarray(faces['vertices'][index])
+    arguments = (ict_model, intrinsics, jnp.asarray(faces['image'][index]),
+                 jnp.asarray(faces['landmarks'][index]),
+                 jnp.asarray(faces['landmark_confidence'][index]), config)
+    from_truth = fit.fit_face(*arguments, network.Prediction(truth, zeros,
+                                                             zeros))
+    from_mean = fit.fit_face(*arguments)
+    mean_face = truth._replace(shape=jnp.zeros_like(truth.shape),
+                               expression=jnp.zeros_like(truth.expression))
+    # Measured (docs/results.md, ladder): 0.2-0.6 mm from the truth, about
+    # 60% of the mean face's error from the mean. The issue's targets
+    # (0.1 mm, 0.5 mm) are not reached yet.
+    assert _geometry_mm(ict_model, from_truth.params, vertices) < 0.8
+    assert _geometry_mm(ict_model, from_mean.params, vertices) < 0.85 * (
+        _geometry_mm(ict_model, mean_face, vertices))
+
+
+def test_the_final_phase_keeps_the_prior_at_stage_one_strength():
+  stage1 = objective.paper_weights('stage1')
+  stage2 = objective.paper_weights('stage2')
+  weights = dict(fit.final_phase_loss().weights)
+  assert weights['reg'] == stage1['reg']
+  for name in ('smo', 'ref', 'glo', 'sta'):  # effective weights unchanged
+    np.testing.assert_allclose(weights['reg'] * weights[name],
+                               stage2['reg'] * stage2[name], rtol=1e-9)
+  assert weights['photo'] == stage2['photo']
+
+
+def test_raster_support_makes_the_truth_photometrically_exact(ict_model):
+  layout = layout_lib.ParameterLayout.for_model(ict_model)
+  base_layout = layout_lib.ParameterLayout.for_model(ict_model, 0, False)
+  intrinsics = camera.default_intrinsics()
+  face = jax.device_get(synthetic.generate_batch(
+      jax.random.PRNGKey(3), ict_model, layout, intrinsics, STEP_A, 1))
+  params = base_layout.split(jnp.asarray(face['params'][0]))
+  zeros = jnp.zeros((ict_model.num_vertices, 3))
+  terms = {}
+  for visibility, correction in (('backface', False), ('raster', True)):
+    loss = objective.LossConfig.for_stage(
+        'stage1', visibility=visibility, raster_correction=correction)
+    terms[visibility] = objective.face_objective(
+        ict_model, intrinsics, loss, params, zeros, zeros,
+        jnp.asarray(face['image'][0]), jnp.asarray(face['landmarks'][0]),
+        jnp.asarray(face['landmark_confidence'][0]), jax.random.PRNGKey(0))
+  # The paper's comparison leaves silhouette and hidden vertices on the
+  # background; the rendered-picture comparison is exact up to 8-bit noise.
+  assert float(terms['backface']['photometric_error_base']) > 0.005
+  assert float(terms['raster']['photometric_error_base']) < 0.002
