@@ -1,7 +1,7 @@
 """Identifiability ladder: per-image fitting on synthetic faces, one nuisance
 added per step, from the truth and from the mean face.
 
-    python -m experiments.ladder --faces=4 --output=docs/results/ladder.json
+    python -m experiments.ladder --faces=2 --output=docs/results/ladder.json
 
 Steps (each adds to the one before):
   a  in-space faces, frontal, ambient light, grey background, true landmarks
@@ -19,6 +19,7 @@ markdown table.
 
 import dataclasses
 import json
+import os
 import time
 
 from absl import app
@@ -27,6 +28,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from mofa_ml import compilation_cache
 from mofa_ml import image_io
 from mofa_ml.data import detection
 from mofa_ml.data import synthetic
@@ -39,10 +41,12 @@ from mofa_ml.rendering import camera
 
 _FACES = flags.DEFINE_integer('faces', 4, 'Faces per step.')
 _STEPS = flags.DEFINE_string('steps', 'abcdef', 'Which steps.')
-_FITTERS = flags.DEFINE_list('fitters', ['paper', 'current'],
+_FITTERS = flags.DEFINE_list('fitters', ['paper', 'current', 'landmarks_6px'],
                              'Fitters to compare (see FITTERS).')
 _OUTPUT = flags.DEFINE_string('output', 'ladder.json', 'JSON to write.')
-_OVERWRITE = flags.DEFINE_bool('overwrite', False, 'Replace --output.')
+_OVERWRITE = flags.DEFINE_bool(
+    'overwrite', False, 'Start afresh; without it, rows already in --output '
+    'are kept (a resumed run).')
 
 STEP_CONFIGS = {
     'a': dict(out_of_space=False, max_yaw=0.0, max_pitch=0.0, max_roll=0.0,
@@ -67,6 +71,13 @@ FITTERS = {
         final_loss=objective.LossConfig.for_stage('stage2'),
         final_rate_fraction=1.0),
     'current': fit.FitConfig(),
+    # The same with landmarks weighted 16 times more (6 px units): exact
+    # landmarks pull better, a detector's pull the fit off the face.
+    'landmarks_6px': fit.FitConfig(
+        base_loss=dataclasses.replace(fit.FitConfig().base_loss,
+                                      landmark_unit_px=6.0),
+        final_loss=dataclasses.replace(fit.FitConfig().final_loss,
+                                       landmark_unit_px=6.0)),
 }
 
 
@@ -84,7 +95,7 @@ def faces_of_step(model, step: str, count: int, landmarker):
   faces = jax.device_get(synthetic.generate_batch(
       jax.random.PRNGKey(7), model, layout, camera.default_intrinsics(),
       step_config(step), count))
-  faces = {key: np.asarray(value) for key, value in faces.items()}
+  faces = {key: np.array(value) for key, value in faces.items()}
   if step < 'e':
     return faces
   keep = []
@@ -125,31 +136,38 @@ def measure(model, method, faces) -> dict:
 
 def main(argv):
   del argv
+  compilation_cache.enable()
   model = fm.load_face_model()
   intrinsics = camera.default_intrinsics()
   landmarker = detection.FaceLandmarker()
   results = {'faces_per_step': _FACES.value, 'steps': {}}
+  if os.path.exists(_OUTPUT.value) and not _OVERWRITE.value:
+    with open(_OUTPUT.value, encoding='utf-8') as f:
+      results = json.load(f)  # resume: rows already there are kept
   for step in _STEPS.value:
-    faces = faces_of_step(model, step, _FACES.value, landmarker)
-    rows = {'count': int(len(faces['image'])),
-            'truth_base': measure(model, evaluate.true_base_method(model),
-                                  faces),
-            'mean_face': measure(model, mean_face_method(model), faces)}
+    rows = results['steps'].setdefault(step, {})
+    methods = {'truth_base': evaluate.true_base_method(model),
+               'mean_face': mean_face_method(model)}
     for name in _FITTERS.value:
-      config = FITTERS[name]
       for start in ('truth', 'mean'):
-        method = evaluate.fitting_method(model, intrinsics, config,
-                                         start_from_truth=start == 'truth')
-        rows[f'{name}_from_{start}'] = measure(model, method, faces)
-        print(step, name, start, {k: round(v, 3) for k, v in
-                                  rows[f'{name}_from_{start}'].items()},
+        methods[f'{name}_from_{start}'] = evaluate.fitting_method(
+            model, intrinsics, FITTERS[name],
+            start_from_truth=start == 'truth')
+    if all(name in rows for name in methods):
+      continue
+    faces = faces_of_step(model, step, _FACES.value, landmarker)
+    rows['count'] = int(len(faces['image']))
+    for name, method in methods.items():
+      if name not in rows:
+        rows[name] = measure(model, method, faces)
+        print(step, name, {k: round(v, 3) for k, v in rows[name].items()},
               flush=True)
-    results['steps'][step] = rows
-  results['fitters'] = {name: repr(dataclasses.asdict(FITTERS[name]))
-                        for name in _FITTERS.value}
-  image_io.atomic_write_bytes(_OUTPUT.value,
-                              json.dumps(results, indent=1).encode(),
-                              overwrite=_OVERWRITE.value)
+        # Written after every row, so a long run can be resumed.
+        results['fitters'] = {n: repr(dataclasses.asdict(FITTERS[n]))
+                              for n in _FITTERS.value}
+        image_io.atomic_write_bytes(_OUTPUT.value,
+                                    json.dumps(results, indent=1).encode(),
+                                    overwrite=True)
   print(table(results))
 
 

@@ -28,6 +28,7 @@ from absl import flags
 from absl import logging
 import jax
 
+from experiments import ladder
 from experiments.configs import synthetic
 from mofa_ml import image_io
 from mofa_ml.evaluation import evaluate
@@ -224,12 +225,22 @@ def targets_table(results: str) -> str:
   return '\n'.join(lines)
 
 
+def ladder_table(results: str) -> str:
+  path = os.path.join(results, 'ladder.json')
+  if not os.path.exists(path):
+    return ('(run `python -m experiments.ladder '
+            '--output=docs/results/ladder.json`)')
+  with open(path, encoding='utf-8') as f:
+    return ladder.table(json.load(f))
+
+
 def write_markdown(results: str, prose_path: str):
   with open(prose_path, encoding='utf-8') as f:
     template = f.read()
   text = template.replace('{{SYNTHETIC_TABLE}}', synthetic_table(results))
   text = text.replace('{{SPEED_TABLES}}', speed_tables(results))
   text = text.replace('{{TARGETS_TABLE}}', targets_table(results))
+  text = text.replace('{{LADDER_TABLE}}', ladder_table(results))
   output = os.path.join(_DOCS.value, 'results.md')
   image_io.atomic_write_bytes(output, text.encode(), overwrite=True)
   print(f'wrote {output}')

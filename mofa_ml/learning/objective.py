@@ -276,22 +276,22 @@ def face_objective(model: fm.FaceModel, intrinsics: camera.Intrinsics,
   """
   base_surface, final_surface = levels.surfaces(
       model, params, geometry_offsets, reflectance_offsets)
-  base = levels.render(model, base_surface, params, intrinsics)
-  base_support = support[0] if support else level_support(
-      model, config, base, base_surface, image.shape)
-  base = base._replace(colors=base.colors + base_support.correction)
-  observed_base, inside = formation.sample_image(image, base.pixels)
-  visible_base = base_support.visible * inside
+  def compared(index, surface):
+    """A level's rendering (picture-corrected colours), the photo at its
+    vertices and which of them the photometric term uses."""
+    rendering = levels.render(model, surface, params, intrinsics)
+    level = support[index] if support else level_support(
+        model, config, rendering, surface, image.shape)
+    rendering = rendering._replace(colors=rendering.colors + level.correction)
+    observed, inside = formation.sample_image(image, rendering.pixels)
+    return rendering, observed, level.visible * inside
+
+  base, observed_base, visible_base = compared(0, base_surface)
   indices = levels.landmark_vertex_indices(model, base.points, detected,
                                            intrinsics)
   final = observed_final = visible_final = None
   if config.final_level:
-    final = levels.render(model, final_surface, params, intrinsics)
-    final_support = support[1] if support else level_support(
-        model, config, final, final_surface, image.shape)
-    final = final._replace(colors=final.colors + final_support.correction)
-    observed_final, inside = formation.sample_image(image, final.pixels)
-    visible_final = final_support.visible * inside
+    final, observed_final, visible_final = compared(1, final_surface)
   face = FaceState(
       model=model, params=params, geometry_offsets=geometry_offsets,
       reflectance_offsets=reflectance_offsets,

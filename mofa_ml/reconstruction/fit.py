@@ -54,12 +54,12 @@ def final_phase_loss(**overrides) -> objective.LossConfig:
 
 
 # Fitting compares only what the photo shows (depth test, footprint on the
-# face) and weights landmarks more than training does (6 px units); the base
+# face); the base
 # level is compared through the rendered picture's colours, so that its
 # optimum on a face the model can render is that face. The final level's
 # per-vertex reflectance is compared point by point: a picture would blur
 # the detail its correctives are there to take. See docs/results.md.
-FIT_LOSS_OPTIONS = dict(visibility='raster', landmark_unit_px=6.0)
+FIT_LOSS_OPTIONS = dict(visibility='raster')
 
 
 @dataclasses.dataclass(frozen=True)
