@@ -11,7 +11,6 @@ import sys
 import time
 
 import numpy as np
-import pytest
 
 from mofa_ml import image_io
 from mofa_ml import samples

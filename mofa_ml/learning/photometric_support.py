@@ -70,8 +70,7 @@ def raster_support(model: fm.FaceModel, rendering: formation.PointRendering,
   visible = rendering.visible * front * (footprint[:, 0] > 0.999)
   offset = jnp.zeros_like(rendering.colors)
   if correction:
-    points = jax.lax.stop_gradient(rendering.points)
-    normals = mesh.vertex_normals(points, model.triangles)
+    normals = jax.lax.stop_gradient(rendering.normals)
     per_pixel = raster.interpolate(
         jnp.concatenate([normals, jax.lax.stop_gradient(reflectance)], -1),
         model.triangles, fragments)

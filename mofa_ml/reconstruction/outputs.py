@@ -5,7 +5,6 @@ atomically. Mesh formats themselves live in `export`.
 """
 
 import dataclasses
-import io
 import json
 from typing import Dict, Iterator, Optional, Tuple
 
@@ -198,8 +197,6 @@ def overlay_on_photo(model: fm.FaceModel, photo: np.ndarray,
   scale = min(1.0, OVERLAY_RENDER_SIDE / max(region.shape[:2]))
   size = (max(1, round(region.shape[1] * scale)),
           max(1, round(region.shape[0] * scale)))
-  small = cv2.resize(region, size, interpolation=cv2.INTER_AREA) if (
-      scale < 1.0) else region
   scale_xy = np.array([size[0] / region.shape[1], size[1] / region.shape[0]])
   # Pixel centres: x_small = (x - x0 + 0.5) * s - 0.5.
   local = camera.Intrinsics(

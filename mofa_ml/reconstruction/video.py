@@ -17,7 +17,6 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from mofa_ml import image_io
 from mofa_ml.data import crop
 from mofa_ml.facemodel import face_model as fm
 from mofa_ml.facemodel import layout as layout_lib
