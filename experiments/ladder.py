@@ -41,7 +41,7 @@ from mofa_ml.rendering import camera
 
 _FACES = flags.DEFINE_integer('faces', 4, 'Faces per step.')
 _STEPS = flags.DEFINE_string('steps', 'abcdef', 'Which steps.')
-_FITTERS = flags.DEFINE_list('fitters', ['paper', 'current', 'landmarks_6px'],
+_FITTERS = flags.DEFINE_list('fitters', ['paper', 'adam', 'gauss_newton'],
                              'Fitters to compare (see FITTERS).')
 _OUTPUT = flags.DEFINE_string('output', 'ladder.json', 'JSON to write.')
 _OVERWRITE = flags.DEFINE_bool(
@@ -69,15 +69,11 @@ FITTERS = {
     'paper': fit.FitConfig(
         base_loss=objective.LossConfig.for_stage('stage1'),
         final_loss=objective.LossConfig.for_stage('stage2'),
-        final_rate_fraction=1.0),
-    'current': fit.FitConfig(),
-    # The same with landmarks weighted 16 times more (6 px units): exact
-    # landmarks pull better, a detector's pull the fit off the face.
-    'landmarks_6px': fit.FitConfig(
-        base_loss=dataclasses.replace(fit.FitConfig().base_loss,
-                                      landmark_unit_px=6.0),
-        final_loss=dataclasses.replace(fit.FitConfig().final_loss,
-                                       landmark_unit_px=6.0)),
+            base_solver='adam', final_rate_fraction=1.0, refit_base=True),
+    # The objective of 'gauss_newton' with Adam as the base solver, the
+    # final phase refitting the base (the default before Levenberg-Marquardt).
+    'adam': fit.FitConfig(base_solver='adam', refit_base=True),
+    'gauss_newton': fit.FitConfig(),
 }
 
 

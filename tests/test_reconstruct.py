@@ -78,7 +78,7 @@ def test_fitting_lowers_errors_and_final_beats_base(ict_model):
                         jnp.asarray(face['image'][0]),
                         jnp.asarray(face['landmarks'][0]),
                         jnp.asarray(face['landmark_confidence'][0]),
-                        fit.FitConfig(base_steps=120, final_steps=80))
+                        fit.FitConfig(final_steps=80))
   start, end = result.start, result.end
   assert float(end['landmark_error_px']) < 0.4 * float(
       start['landmark_error_px'])
@@ -94,7 +94,7 @@ def reconstructed(tmp_path_factory):
   result = run_mofa('reconstruct', *[f'--input=sample:{name}' for name in
                                      samples.SAMPLE_NAMES],
                     '--faces=largest', f'--output={output}',
-                    '--fit_steps=150,100')
+                    '--fit_steps=8,100')
   assert result.returncode == 0, result.stderr
   return output
 
@@ -145,7 +145,7 @@ def test_bad_inputs_give_one_line_and_keep_other_results(tmp_path):
   result = run_mofa('reconstruct', f'--input={tmp_path}/missing.jpg',
                     f'--input={broken}', f'--input={noise}',
                     '--input=sample:breakingbad', '--input=sample:takeo',
-                    f'--output={output}', '--fit_steps=20,10')
+                    f'--output={output}', '--fit_steps=4,10')
   assert result.returncode == 1
   errors = result.stderr
   assert 'missing.jpg: file not found' in errors
@@ -155,7 +155,7 @@ def test_bad_inputs_give_one_line_and_keep_other_results(tmp_path):
   assert 'Traceback' not in errors
   assert os.path.isfile(os.path.join(output, 'takeo', 'mesh_final.ply'))
   again = run_mofa('reconstruct', '--input=sample:takeo',
-                   f'--output={output}', '--fit_steps=5,5')
+                   f'--output={output}', '--fit_steps=2,5')
   assert again.returncode == 1 and 'pass --overwrite' in again.stderr
   unwritable = run_mofa('reconstruct', '--input=sample:takeo',
                         f'--output={noise}/inside')
@@ -207,7 +207,7 @@ def test_video_shares_identity_smooths_and_writes_an_overlay_video(tmp_path):
   writer.release()
   output = str(tmp_path / 'out')
   result = run_mofa('reconstruct', f'--input={path}', f'--output={output}',
-                    '--fit_steps=100,50')
+                    '--fit_steps=8,50')
   assert result.returncode == 0, result.stderr
   folder = os.path.join(output, 'walk')
   assert sorted(os.listdir(folder)) == ['identity_final.ply', 'overlay.mp4',

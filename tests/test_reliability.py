@@ -161,7 +161,7 @@ def test_sigterm_stops_after_a_whole_folder_and_exits_143(tmp_path):
   output = tmp_path / 'out'
   process = subprocess.Popen(
       [sys.executable, '-m', 'mofa_ml.cli', 'reconstruct',
-       f'--input={photos}', f'--output={output}', '--fit_steps=20,10'],
+       f'--input={photos}', f'--output={output}', '--fit_steps=4,10'],
       stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
   deadline = time.time() + 600
   while time.time() < deadline and not (output / 'p0').is_dir():
@@ -194,7 +194,7 @@ def test_garbage_and_broken_images_each_cost_one_line(tmp_path):
   shutil.copy(TAKEO, inputs / 'good.jpg')
   output = tmp_path / 'out'
   result = run_mofa('reconstruct', f'--input={inputs}', f'--output={output}',
-                    '--fit_steps=20,10')
+                    '--fit_steps=4,10')
   assert result.returncode == 1
   assert 'Traceback' not in result.stderr
   assert sorted(os.listdir(output / 'good')) == sorted(outputs.FACE_FILES)
@@ -283,7 +283,7 @@ def test_an_8000_by_6000_photo_fits_in_bounded_memory(tmp_path):
   def peak_mb(photo, output):
     result = subprocess.run(
         [sys.executable, '-c', script, 'reconstruct', f'--input={photo}',
-         f'--output={output}', '--fit_steps=20,10'], capture_output=True,
+         f'--output={output}', '--fit_steps=4,10'], capture_output=True,
         text=True, timeout=900, env=environment)
     assert result.returncode == 0, result.stderr
     return int(result.stderr.split('peak_mb')[1].split()[0])

@@ -63,7 +63,7 @@ def test_turned_face_over_green_keeps_green_out_of_the_texture(ict_model):
       outline)
   landmarks = np.asarray(camera.project(points, intrinsics)[indices])
   reconstructor = reconstruct.Reconstructor(
-      ict_model, fit_config=fit.FitConfig(base_steps=100, final_steps=100))
+      ict_model, fit_config=fit.FitConfig(final_steps=100))
   photo = (image * 255).round().astype(np.uint8)
   face = reconstructor.reconstruct_face(photo, landmarks, np.ones(68))
   files = reconstructor.files(photo, face)

@@ -4,7 +4,7 @@ Each command calls the `define_*` functions it needs at import; only the
 chosen subcommand is imported (`cli.py`), so a flag is defined once per run.
 """
 
-from typing import NamedTuple, Sequence
+from typing import NamedTuple, Optional, Sequence
 
 from absl import app
 from absl import flags
@@ -24,10 +24,11 @@ class ReconstructionFlags(NamedTuple):
   checkpoint: flags.FlagHolder
   fit: flags.FlagHolder
   fit_steps: flags.FlagHolder
+  fit_solver: flags.FlagHolder
 
 
 def define_reconstruction_flags(fit_by_default: bool) -> ReconstructionFlags:
-  """--checkpoint, --fit and --fit_steps."""
+  """--checkpoint, --fit, --fit_steps and --fit_solver."""
   return ReconstructionFlags(
       checkpoint=flags.DEFINE_string(
           'checkpoint', None, 'Training workdir (or its checkpoints/) of a '
@@ -36,20 +37,29 @@ def define_reconstruction_flags(fit_by_default: bool) -> ReconstructionFlags:
           'fit', fit_by_default, 'With --checkpoint: refine the '
           "regressor's prediction by per-image fitting (--nofit: the "
           'regressor alone).'),
-      fit_steps=flags.DEFINE_list('fit_steps', ['200', '150'],
-                                  'Fitting steps: base phase, final phase.'))
+      fit_steps=flags.DEFINE_list(
+          'fit_steps', None, 'Fitting steps: base phase (Levenberg-Marquardt '
+          'iterations at full weights, or Adam steps with --fit_solver=adam), '
+          'final phase (Adam steps). Default 8,150 (adam: 200,150).'),
+      fit_solver=flags.DEFINE_enum(
+          'fit_solver', 'gauss_newton', list(fit.BASE_STEPS),
+          "The base phase's solver."))
 
 
-def fit_config(fit_steps: Sequence[str]) -> fit.FitConfig:
-  """--fit_steps (base phase, final phase) -> FitConfig.
+def fit_config(fit_steps: Optional[Sequence[str]],
+               fit_solver: str = 'gauss_newton') -> fit.FitConfig:
+  """--fit_steps (base phase, final phase) and --fit_solver -> FitConfig.
 
   Raises:
     app.UsageError: not two non-negative counts.
   """
+  if fit_steps is None:
+    return fit.FitConfig(base_solver=fit_solver)
   try:
     steps = [int(value) for value in fit_steps]
   except ValueError:
     steps = []
   if len(steps) != 2 or min(steps) < 0:
-    raise app.UsageError('--fit_steps must be two counts, e.g. 200,150')
-  return fit.FitConfig(base_steps=steps[0], final_steps=steps[1])
+    raise app.UsageError('--fit_steps must be two counts, e.g. 8,150')
+  return fit.FitConfig(base_solver=fit_solver, base_steps=steps[0],
+                       final_steps=steps[1])

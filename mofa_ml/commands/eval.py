@@ -48,7 +48,8 @@ def _fail(message: str):
 def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f'unexpected arguments: {" ".join(argv[1:])}')
-  fit_config = common.fit_config(_RECONSTRUCTION.fit_steps.value)
+  fit_config = common.fit_config(_RECONSTRUCTION.fit_steps.value,
+                                 _RECONSTRUCTION.fit_solver.value)
   if _BATCH.value < 1 or (_LIMIT.value is not None and _LIMIT.value < 1):
     raise app.UsageError('--batch_size and --limit must be positive')
   output = os.path.abspath(_OUTPUT.value)

@@ -86,7 +86,8 @@ class _StopOnSignal:
 def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f'unexpected arguments: {" ".join(argv[1:])}')
-  fit_config = common.fit_config(_RECONSTRUCTION.fit_steps.value)
+  fit_config = common.fit_config(_RECONSTRUCTION.fit_steps.value,
+                                 _RECONSTRUCTION.fit_solver.value)
   if _FRAME_STEP.value < 1:
     raise app.UsageError('--frame_step must be at least 1')
   output = os.path.abspath(_OUTPUT.value)

@@ -1,11 +1,12 @@
 """Per-image fitting (analysis by synthesis) with the training objective.
 
-Two phases, each a jitted `lax.scan` of Adam steps (decaying rates) on one
-face:
+Two phases on one face, jitted together:
   1. base: the normalised base parameters (see `layout.parameter_scaling`)
-     under the stage-1 loss (landmarks, base photometric term, prior);
-  2. final: base parameters plus free per-vertex corrective displacements
-     (mm) and reflectance offsets under the stage-2 loss, whose smoothness,
+     under the stage-1 loss (landmarks, base photometric term, prior), by
+     Levenberg-Marquardt (`gauss_newton`) or Adam;
+  2. final: free per-vertex corrective displacements (mm) and reflectance
+     offsets and the final light, by Adam (decaying rates) under the stage-2
+     loss, whose smoothness,
      stabilization and reflectance-sparsity terms regularise them as in
      training (the correctives here are per image instead of coming from
      the learned corrective space).
@@ -27,6 +28,7 @@ from mofa_ml.facemodel import layout as layout_lib
 from mofa_ml.facemodel import levels
 from mofa_ml.learning import network
 from mofa_ml.learning import objective
+from mofa_ml.reconstruction import gauss_newton
 from mofa_ml.rendering import camera
 
 
@@ -64,14 +66,32 @@ FIT_LOSS_OPTIONS = dict(visibility='raster')
 
 @dataclasses.dataclass(frozen=True)
 class FitConfig:
-  """Steps and step sizes of the two phases (hashable: static for jit).
+  """Solvers, steps and step sizes of the two phases (hashable: static for
+  jit).
 
-  Rates decay (cosine) from their start to `final_rate_fraction` of it, so
-  Adam's normalised steps settle instead of wandering at the optimum. The
-  photometric supports (`objective.supports`) are recomputed every
+  Base phase, `base_solver`:
+    'gauss_newton' (default): Levenberg-Marquardt (`gauss_newton.solve`).
+      From the mean face, `landmark_iterations` on landmarks and prior with
+      the prior's weight times `continuation[0]`, then every base term with
+      the prior relaxed over the (scale, iterations) pairs of
+      `continuation[1:]`; then, also from a prediction, `base_steps`
+      iterations (default 8) at the loss's own weights.
+    'adam': `base_steps` Adam steps (default 200).
+  Final phase: `final_steps` Adam steps on the correctives and the final
+  light (started at the base light); the base parameters stay fixed unless
+  `refit_base`.
+
+  Adam's rates decay (cosine) from their start to `final_rate_fraction` of
+  it, so its normalised steps settle instead of wandering at the optimum;
+  its photometric supports (`objective.supports`) are recomputed every
   `support_every` steps and held fixed in between.
   """
-  base_steps: int = 200
+  base_solver: str = 'gauss_newton'
+  landmark_iterations: int = 5
+  continuation: tuple = (300.0, (30.0, 4), (10.0, 4), (3.0, 4))
+  base_steps: Optional[int] = None
+  irls_epsilon: float = 1e-3
+  hessian_vertices: int = 1024
   final_steps: int = 150
   learning_rate: float = 0.03           # normalised parameters
   geometry_learning_rate: float = 0.05  # mm per step
@@ -81,9 +101,25 @@ class FitConfig:
   base_loss: objective.LossConfig = objective.LossConfig.for_stage(
       'stage1', raster_correction=True, **FIT_LOSS_OPTIONS)
   final_loss: objective.LossConfig = final_phase_loss(**FIT_LOSS_OPTIONS)
+  refit_base: bool = False
   # Keep identity (shape and reflectance coefficients, corrective fields)
   # at `initial`; fit pose, expression and light only (video frames).
   fixed_identity: bool = False
+
+  def __post_init__(self):
+    if self.base_solver not in BASE_STEPS:
+      raise ValueError(f'base_solver is gauss_newton or adam, not '
+                       f'{self.base_solver!r}')
+
+  @property
+  def base_step_count(self) -> int:
+    """`base_steps`, or the solver's default."""
+    return (BASE_STEPS[self.base_solver] if self.base_steps is None else
+            self.base_steps)
+
+
+# Base-phase iterations at the loss's weights by default, per solver.
+BASE_STEPS = {'gauss_newton': 8, 'adam': 200}
 
 
 @functools.partial(jax.jit, static_argnames=('iterations',))
@@ -218,7 +254,7 @@ def _fit(model, scaling, intrinsics, image, landmarks, confidence, config,
       start, stop = layout.offsets[name]
       free = free.at[start:stop].set(0.0)
 
-  def run(variables, steps, optimizer, loss):
+  def run(variables, steps, optimizer, loss, free):
     state = optimizer.init(variables)
 
     def chunk(carry, length):
@@ -254,8 +290,22 @@ def _fit(model, scaling, intrinsics, image, landmarks, confidence, config,
   base_only = lambda steps: optax.multi_transform(
       {'train': adam(config.learning_rate, steps),
        'fixed': optax.set_to_zero()}, ('train', 'fixed', 'fixed'))
-  variables = run((raw, geometry, reflectance), config.base_steps,
-                  base_only(config.base_steps), config.base_loss)
+  if config.base_solver == 'gauss_newton':
+    raw = gauss_newton.solve(
+        model, intrinsics, config.base_loss, layout, scaling,
+        gauss_newton.Problem(image, landmarks, confidence), raw,
+        # From a prediction the landmark-only start would only drift.
+        (('landmarks', config.continuation[0]),) * (
+            config.landmark_iterations * (initial is None)) +
+        tuple(('all', scale) for scale, n in config.continuation[1:]
+              for _ in range(n * (initial is None))) +
+        (('all', 1.0),) * config.base_step_count, config.fixed_identity,
+        config.irls_epsilon, config.hessian_vertices)
+    variables = (raw, geometry, reflectance)
+  else:
+    variables = run((raw, geometry, reflectance), config.base_step_count,
+                    base_only(config.base_step_count), config.base_loss,
+                    free)
   corrective = lambda rate: (optax.set_to_zero() if config.fixed_identity
                              else adam(rate, config.final_steps))
   everything = optax.multi_transform(
@@ -263,8 +313,17 @@ def _fit(model, scaling, intrinsics, image, landmarks, confidence, config,
        'geometry': corrective(config.geometry_learning_rate),
        'reflectance': corrective(config.reflectance_learning_rate)},
       ('base', 'geometry', 'reflectance'))
-  variables = run(variables, config.final_steps, everything,
-                  config.final_loss)
+  # The final light starts at the base one; the base parameters stay where
+  # the base phase left them unless `refit_base` (the final terms would
+  # otherwise trade base accuracy for corrective freedom).
+  raw = variables[0]
+  start, stop = layout.offsets['sh_final']
+  base_start, base_stop = layout.offsets['sh_base']
+  raw = raw.at[start:stop].set(raw[base_start:base_stop])
+  final_free = free if config.refit_base else jnp.zeros(layout.size).at[
+      start:stop].set(1.0)
+  variables = run((raw,) + variables[1:], config.final_steps, everything,
+                  config.final_loss, final_free)
   raw, geometry, reflectance = variables
   return FitResult(
       params=layout.split(scaling.offset + scaling.scale * raw),

@@ -103,8 +103,13 @@ def description(model: fm.FaceModel, crop_camera: camera.Intrinsics,
   points = camera.rigid_transform(
       levels.surfaces(model, params)[0].vertices,
       camera.pose_rotation(params.rotation), params.translation)
+  # The vertices the fit compares: inner points fixed, the jaw's sliding to
+  # the silhouette along the detections' rays (as the iBUG outline is
+  # marked); the fixed jaw vertices sit inside the outline of a turned head.
   projected = camera.project(points, photo_camera)[
-      np.asarray(model.landmark_vertices)]
+      levels.landmark_vertex_indices(model, points,
+                                     jnp.asarray(face.landmarks_photo),
+                                     photo_camera)]
   as_list = lambda x: np.asarray(x, np.float64).round(6).tolist()
   return {
       'face_model': model.name,

@@ -110,7 +110,7 @@ def smooth_vectors(vectors: np.ndarray, layout: layout_lib.ParameterLayout,
 def reconstruct_video(reconstructor, path: str, landmarker,
                       frame_step: int = 1, smooth_sigma: float = 1.5,
                       frame_config: fit.FitConfig = fit.FitConfig(
-                          base_steps=60, final_steps=30, fixed_identity=True),
+                          base_steps=4, final_steps=30, fixed_identity=True),
                       progress: bool = False) -> VideoReconstruction:
   """Fits every sampled frame; the first frame with a face fixes identity.
 

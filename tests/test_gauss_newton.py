@@ -1,0 +1,139 @@
+"""Levenberg-Marquardt on the base parameters: its Jacobian against
+autodiff and finite differences, its steps against the exact objective."""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from mofa_ml.data import synthetic
+from mofa_ml.facemodel import layout as layout_lib
+from mofa_ml.facemodel import levels
+from mofa_ml.learning import objective
+from mofa_ml.reconstruction import fit
+from mofa_ml.reconstruction import gauss_newton
+from mofa_ml.rendering import camera
+from mofa_ml.rendering import formation
+
+# Ambient light: shading does not depend on the normals, so the Jacobian's
+# one approximation (normals held fixed) is exact.
+AMBIENT = synthetic.SyntheticConfig(out_of_space=False, max_yaw=20.0,
+                                    ambient_only=True, background_grey=0.5)
+
+
+@pytest.fixture(scope='module')
+def setting(ict_model):
+  layout = fit.fit_layout(ict_model)
+  scaling = layout_lib.parameter_scaling(ict_model, layout)
+  intrinsics = camera.default_intrinsics()
+  face = jax.device_get(synthetic.generate_batch(
+      jax.random.PRNGKey(11), ict_model,
+      layout_lib.ParameterLayout.for_model(ict_model), intrinsics, AMBIENT,
+      1))
+  truth = layout_lib.ParameterLayout.for_model(ict_model, 0, False).split(
+      jnp.asarray(face['params'][0]))
+  raw = (layout.join(truth._replace(
+      correctives_geometry=jnp.zeros(0), correctives_reflectance=jnp.zeros(0),
+      sh_final=truth.sh_base)) - scaling.offset) / scaling.scale
+  problem = gauss_newton.Problem(
+      jnp.asarray(face['image'][0]), jnp.asarray(face['landmarks'][0]),
+      jnp.asarray(face['landmark_confidence'][0]))
+  loss = fit.FitConfig().base_loss
+  zeros = jnp.zeros((ict_model.num_vertices, 3))
+  support = objective.supports(ict_model, intrinsics, loss, truth, zeros,
+                               zeros, problem.image.shape)
+  return dict(model=ict_model, layout=layout, scaling=scaling,
+              intrinsics=intrinsics, raw=raw, problem=problem, loss=loss,
+              support=support, truth=truth, vertices=face['vertices'][0])
+
+
+def _rows(s, raw, sample_size):
+  columns = gauss_newton.free_columns(s['layout'], gauss_newton.BASE_GROUPS)
+  return columns, gauss_newton.rows(
+      s['model'], s['intrinsics'], s['loss'], s['layout'], s['scaling'],
+      s['problem'], raw, s['support'], columns, 1e-3, sample_size)
+
+
+def test_jacobian_rows_match_autodiff_of_the_rendering(setting):
+  s = setting
+  model, layout, scaling = s['model'], s['layout'], s['scaling']
+  # Away from the truth (the light still ambient), every visible vertex
+  # sampled.
+  noise = 0.05 * jax.random.normal(jax.random.PRNGKey(0), s['raw'].shape)
+  raw = s['raw'] + noise.at[slice(*layout.offsets['sh_base'])].set(0.0)
+  columns = gauss_newton.free_columns(layout, gauss_newton.BASE_GROUPS)
+  found = jax.jit(lambda r: _rows(s, r, model.num_vertices)[1])(raw)
+  used = np.asarray(found.photo_weight > 0)
+  vertices = np.asarray(found.photo_vertices)[used]
+  assert used.sum() > 1000
+
+  def photo(raw_free):
+    params = layout.split(scaling.offset + scaling.scale *
+                          raw.at[columns].set(raw_free))
+    surface, _ = levels.surfaces(model, params)
+    rendering = levels.render(model, surface, params, s['intrinsics'])
+    observed, _ = formation.sample_image(s['problem'].image,
+                                         rendering.pixels)
+    return (observed - rendering.colors -
+            s['support'][0].correction)[vertices]
+
+  def marks(raw_free):
+    params = layout.split(scaling.offset + scaling.scale *
+                          raw.at[columns].set(raw_free))
+    surface, _ = levels.surfaces(model, params)
+    rendering = levels.render(model, surface, params, s['intrinsics'])
+    indices = levels.landmark_vertex_indices(
+        model, rendering.points, s['problem'].landmarks, s['intrinsics'])
+    return rendering.pixels[indices] - s['problem'].landmarks
+
+  expected = jax.jacfwd(photo)(raw[columns]).reshape(-1, len(columns))
+  got = np.asarray(found.photo_jacobian).reshape(-1, 3, len(columns))[used]
+  np.testing.assert_allclose(got.reshape(-1, len(columns)), expected,
+                             rtol=1e-3, atol=1e-4 * np.abs(expected).max())
+  np.testing.assert_allclose(found.photo_residual[used], photo(raw[columns]),
+                             atol=1e-5)
+  np.testing.assert_allclose(
+      found.landmark_jacobian,
+      jax.jacfwd(marks)(raw[columns]).reshape(-1, len(columns)),
+      rtol=1e-3, atol=1e-3)
+
+  # Finite differences of the inner landmarks' rows (smooth: projection
+  # only; the jaw's vertices slide) on pose, shape and expression columns.
+  inner = slice(2 * 17, None)
+  for group in ('translation', 'rotation', 'shape', 'expression'):
+    column = layout.offsets[group][0] + 2
+    index = int(np.flatnonzero(columns == column)[0])
+    step = 1e-2
+    delta = jnp.zeros(len(columns)).at[index].set(step)
+    difference = (marks(raw[columns] + delta) -
+                  marks(raw[columns] - delta)).reshape(-1) / (2 * step)
+    np.testing.assert_allclose(found.landmark_jacobian[inner, index],
+                               difference[inner], rtol=2e-2, atol=2e-2)
+
+
+def test_an_iteration_lowers_the_exact_objective(setting):
+  s = setting
+  raw = s['raw'] + 0.3 * jax.random.normal(jax.random.PRNGKey(1),
+                                           s['raw'].shape)
+  before = _total(s, raw)
+  after = _total(s, jax.jit(lambda r: gauss_newton.solve(
+      s['model'], s['intrinsics'], s['loss'], s['layout'], s['scaling'],
+      s['problem'], r, (('all', 1.0),)))(raw))
+  assert after < before
+
+
+def _total(s, raw):
+  zeros = jnp.zeros((s['model'].num_vertices, 3))
+  params = s['layout'].split(s['scaling'].offset + s['scaling'].scale * raw)
+  return float(objective.face_objective(
+      s['model'], s['intrinsics'], s['loss'], params, zeros, zeros,
+      s['problem'].image, s['problem'].landmarks, s['problem'].confidence,
+      jax.random.PRNGKey(0))['total'])
+
+
+def test_schedule_entries_are_checked():
+  with pytest.raises(ValueError, match='landmarks or all'):
+    gauss_newton._runs((('photo', 1.0),))  # pylint: disable=protected-access
+  assert gauss_newton._runs(  # pylint: disable=protected-access
+      (('landmarks', 3.0), ('landmarks', 3.0), ('all', 1.0))) == [
+          (('landmarks', 3.0), 2), (('all', 1.0), 1)]
