@@ -24,6 +24,7 @@ from mofa_ml import image_io
 from mofa_ml import samples
 from mofa_ml.data import crop
 from mofa_ml.data import prepare
+from mofa_ml.facemodel import arkit
 from mofa_ml.facemodel import face_model as fm
 from mofa_ml.learning import objective
 from mofa_ml.learning import regressor as regressor_lib
@@ -63,6 +64,7 @@ class Reconstructor:
     self.fit_config = fit_config
     self.intrinsics = camera.default_intrinsics(crop.CROP_SIZE)
     self.mirror = jnp.asarray(visibility.mirror_vertices(model.mean_shape))
+    self.rig = arkit.load_rig(model)
 
   def reconstruct_face(self, photo: np.ndarray, landmarks: np.ndarray,
                        confidence: np.ndarray) -> outputs.Reconstruction:
@@ -114,7 +116,8 @@ class Reconstructor:
 
   def files(self, photo: np.ndarray, face: outputs.Reconstruction):
     """{file name: bytes} of every output of one face."""
-    return outputs.face_files(self.model, self.intrinsics, photo, face)
+    return outputs.face_files(self.model, self.intrinsics, photo, face,
+                              self.rig)
 
 
 class Job(NamedTuple):
@@ -295,7 +298,8 @@ def reconstruct_inputs(reconstructor: Reconstructor, landmarker,
                                             landmarker, frame_step,
                                             smooth_frames, progress=progress)
         write_folder(folder, video_lib.video_files(
-            reconstructor.model, job.source, video, frame_step), overwrite)
+            reconstructor.model, job.source, video, frame_step,
+            reconstructor.rig), overwrite)
         written += 1
         report(f'{folder}: {len(video.frames)} frames, faces in '
                f'{int(video.found.sum())}')
