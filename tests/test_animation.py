@@ -138,7 +138,8 @@ def test_face_glb_of_the_model(ict_model, rig):
   zeros = np.zeros((ict_model.num_vertices, 3))
   weights = np.linspace(0.0, 1.0, 53)
   data = animation.face_glb(ict_model, rig, params, zeros, zeros, _png(),
-                            weights)
+                            animation.BlendshapeFace(weights, 0.0,
+                                                     params.shape))
   document = pygltflib.GLTF2.load_from_bytes(data)
   mesh = document.meshes[0]
   assert mesh.extras['targetNames'] == list(rig.names)

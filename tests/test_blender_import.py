@@ -55,9 +55,10 @@ def face_glb(ict_model, tmp_path_factory):
   PIL.Image.new('RGB', (64, 64), (200, 140, 110)).save(picture, 'PNG')
   weights = np.round(np.linspace(0.0, 1.0, 53), 3)
   path = tmp_path_factory.mktemp('glb') / 'face.glb'
+  params = layout.split(jnp.zeros(layout.size))
   path.write_bytes(animation.face_glb(
-      ict_model, rig, layout.split(jnp.zeros(layout.size)), zeros, zeros,
-      picture.getvalue(), weights))
+      ict_model, rig, params, zeros, zeros, picture.getvalue(),
+      animation.BlendshapeFace(weights, 0.0, params.shape)))
   return path, rig, weights
 
 

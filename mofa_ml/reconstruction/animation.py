@@ -3,14 +3,15 @@ the Live Link Face CSV of a video.
 
 The .glb's base mesh is the final level with a neutral expression (identity
 and correctives); its morph targets are the model's named blendshapes and
-its default weights the face's (`arkit.weights`), so at those weights it
-shows the reconstruction up to the residual the bounds cost. A model
-without named blendshapes (BFM09) gets the fitted final mesh alone and no
-weights.
+its default weights the face's (`blendshape_fit` for photos, the bounded
+conversion `arkit.weights` for video frames, whose identity is shared), so
+at those weights it shows the reconstruction up to the residual the bounds
+cost. A model without named blendshapes (BFM09) gets the fitted final mesh
+alone and no weights.
 """
 
 import io
-from typing import Dict, Optional
+from typing import Dict, NamedTuple, Optional
 
 import jax.numpy as jnp
 import numpy as np
@@ -29,16 +30,30 @@ GLB = 'face.glb'
 LIVE_LINK_CSV = 'live_link.csv'
 
 
-def describe_weights(rig: arkit.BlendshapeRig, weights: np.ndarray,
-                     residual_mm: float) -> Dict:
+class BlendshapeFace(NamedTuple):
+  """A face's expression as blendshape weights.
+
+  Attributes:
+    weights: (K,) in [0, 1].
+    residual_mm: RMS over vertices of the geometry's move from the fitted
+      expression (and identity) to these weights, mm: what the bounds cost.
+    shape: (ms,) the identity coefficients that go with them (the .glb's
+      neutral face).
+  """
+  weights: np.ndarray
+  residual_mm: float
+  shape: np.ndarray
+
+
+def describe_weights(rig: arkit.BlendshapeRig,
+                     blendshapes: BlendshapeFace) -> Dict:
   """The `arkit` section of reconstruction.json."""
   return {
       'weights': {name: round(float(w), 6)
-                  for name, w in zip(rig.names, weights)},
-      'bounds_residual_mm': round(residual_mm, 4),
-      'method': 'bounded least squares of the fitted expression on the '
-                'blendshape vertex offsets, weights in [0, 1], L1 pull '
-                f'{arkit.DEFAULT_SPARSITY} mm^2 per unit weight',
+                  for name, w in zip(rig.names, blendshapes.weights)},
+      'bounds_residual_mm': round(blendshapes.residual_mm, 4),
+      'bounds_residual': 'RMS over vertices of what holding the weights in '
+                         '[0, 1] (and few) moved the fitted geometry, mm',
   }
 
 
@@ -56,22 +71,25 @@ def texture_png(model: fm.FaceModel, reflectance: np.ndarray) -> bytes:
 def face_glb(model: fm.FaceModel, rig: Optional[arkit.BlendshapeRig],
              params: layout_lib.FaceParams, geometry_offsets: np.ndarray,
              reflectance_offsets: np.ndarray, texture: bytes,
-             weights: Optional[np.ndarray] = None,
+             blendshapes: Optional[BlendshapeFace] = None,
              times: Optional[np.ndarray] = None,
              weights_over_time: Optional[np.ndarray] = None) -> bytes:
   """The .glb of one face (with `rig`: neutral base, blendshape targets at
-  `weights`, optionally animated: (T,) seconds and (T, K) weights).
+  the face's weights, optionally animated: (T,) seconds and (T, K)
+  weights).
 
   Args:
     model, rig: the face model and its rig (None: no morph targets).
     params: the face's FaceParams.
     geometry_offsets, reflectance_offsets: (N, 3) final-level correctives.
     texture: PNG bytes of the albedo in `export.cylindrical_uv` coordinates.
-    weights: (K,) the still pose's weights (with a rig).
+    blendshapes: the still pose's weights and identity (with a rig).
     times, weights_over_time: an animation, or None.
   """
   if rig is not None:
-    params = params._replace(expression=jnp.zeros_like(params.expression))
+    params = params._replace(
+        shape=jnp.asarray(blendshapes.shape),
+        expression=jnp.zeros_like(params.expression))
   final = levels.surfaces(model, params, jnp.asarray(geometry_offsets),
                           jnp.asarray(reflectance_offsets))[1]
   surface = (np.asarray(final.vertices), np.asarray(
@@ -80,8 +98,8 @@ def face_glb(model: fm.FaceModel, rig: Optional[arkit.BlendshapeRig],
              export.cylindrical_uv(np.asarray(model.mean_shape)), texture)
   if rig is None:
     return gltf.glb_bytes(*surface)
-  return gltf.glb_bytes(*surface, rig.blendshapes, rig.names, weights, times,
-                        weights_over_time)
+  return gltf.glb_bytes(*surface, rig.blendshapes, rig.names,
+                        blendshapes.weights, times, weights_over_time)
 
 
 def video_files(model: fm.FaceModel, rig: Optional[arkit.BlendshapeRig],
@@ -118,7 +136,8 @@ def video_files(model: fm.FaceModel, rig: Optional[arkit.BlendshapeRig],
   rotations = np.stack([np.asarray(p.rotation) for p in params])
   files = {
       GLB: face_glb(model, rig, first, geometry_offsets, reflectance_offsets,
-                    texture, weights[0], times - times[0], weights),
+                    texture, BlendshapeFace(weights[0], 0.0, first.shape),
+                    times - times[0], weights),
       LIVE_LINK_CSV: live_link.csv_bytes(rig.names, weights, times, fps,
                                          rotations),
   }

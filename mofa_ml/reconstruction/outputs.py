@@ -47,6 +47,8 @@ class Reconstruction:
     landmark_confidence: (68,).
     metrics: named errors of the fit.
     seconds: time spent.
+    blendshapes: the expression fitted as blendshape weights
+      (`blendshape_fit`), or None (they follow from the coefficients).
   """
   params: layout_lib.FaceParams
   geometry_offsets: np.ndarray
@@ -56,6 +58,7 @@ class Reconstruction:
   landmark_confidence: Optional[np.ndarray]
   metrics: Dict[str, float]
   seconds: float
+  blendshapes: Optional[animation.BlendshapeFace] = None
 
 
 def face_files(model: fm.FaceModel, crop_camera: camera.Intrinsics,
@@ -73,10 +76,11 @@ def face_files(model: fm.FaceModel, crop_camera: camera.Intrinsics,
   .glb their morph targets.
   """
   triangles = np.asarray(model.triangles)
-  weights = None
-  if rig is not None:
-    weights, residual = arkit.weights(rig, face.params.expression,
-                                      arkit.DEFAULT_SPARSITY)
+  blendshapes = face.blendshapes
+  if rig is not None and blendshapes is None:
+    blendshapes = animation.BlendshapeFace(
+        *arkit.weights(rig, face.params.expression, arkit.DEFAULT_SPARSITY),
+        shape=face.params.shape)
   outputs = {}
   surfaces = levels.surfaces(model, face.params, face.geometry_offsets,
                              face.reflectance_offsets)
@@ -95,7 +99,7 @@ def face_files(model: fm.FaceModel, crop_camera: camera.Intrinsics,
       outputs[animation.GLB] = animation.face_glb(
           model, rig, face.params, face.geometry_offsets,
           face.reflectance_offsets, outputs['textured_final_albedo.png'],
-          weights)
+          blendshapes)
   layout = layout_lib.ParameterLayout.for_model(
       model, face.params.correctives_geometry.shape[-1],
       face.params.sh_final is not None)
@@ -103,7 +107,7 @@ def face_files(model: fm.FaceModel, crop_camera: camera.Intrinsics,
       np.asarray(layout.join(face.params)), layout, model.name)
   summary = description(model, crop_camera, face, photo.shape)
   if rig is not None:
-    summary['arkit'] = animation.describe_weights(rig, weights, residual)
+    summary['arkit'] = animation.describe_weights(rig, blendshapes)
   outputs['reconstruction.json'] = json.dumps(summary, indent=2).encode()
   for name, picture in pictures(model, crop_camera, photo, face):
     outputs[name] = png_bytes(picture)
