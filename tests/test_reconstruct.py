@@ -137,6 +137,23 @@ def test_reconstruct_writes_everything_and_aligns(reconstructed, ict_model,
   assert rows.min() > low[1] - margin and rows.max() < high[1] + margin
 
 
+def test_arkit_weights_of_the_bundled_photos(reconstructed):
+  # Measured: jawOpen takeo 0.07 (mouth closed, a slight smile), breakingbad
+  # 0.11 (lips apart), einstein 0.26 (mouth open); takeo's largest weight
+  # 0.47 (noseSneer_L), its sum 1.7 over the 53 shapes.
+  weights = {name: json.loads((reconstructed / name /
+                               'reconstruction.json').read_text())['arkit']
+             for name in samples.SAMPLE_NAMES}
+  assert all(0 < w['bounds_residual_mm'] < 5 for w in weights.values())
+  weights = {name: w['weights'] for name, w in weights.items()}
+  takeo = weights['takeo']
+  assert len(takeo) == 53
+  assert max(takeo.values()) < 0.6 and sum(takeo.values()) < 3.0
+  assert weights['einstein']['jawOpen'] > 0.2
+  assert weights['einstein']['jawOpen'] > takeo['jawOpen'] + 0.1
+  assert weights['breakingbad']['jawOpen'] > 0.05
+
+
 def test_bad_inputs_give_one_line_and_keep_other_results(tmp_path):
   output = str(tmp_path / 'out')
   noise = str(tmp_path / 'noise.png')
