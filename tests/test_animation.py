@@ -152,3 +152,19 @@ def test_face_glb_of_the_model(ict_model, rig):
   plain = pygltflib.GLTF2.load_from_bytes(animation.face_glb(
       ict_model, None, params, zeros, zeros, _png()))
   assert not plain.meshes[0].primitives[0].targets
+
+
+def test_video_files_without_a_rig_are_the_glb_alone(ict_model, rig):
+  import pygltflib  # pylint: disable=g-import-not-at-top
+  layout = fit.fit_layout(ict_model)
+  vectors = np.zeros((3, layout.size), np.float32)
+  zeros = np.zeros((ict_model.num_vertices, 3))
+  times = np.array([0.0, 0.04, 0.08])
+  files, weights = animation.video_files(ict_model, None, layout, vectors,
+                                         times, 25.0, zeros, zeros)
+  assert weights is None and list(files) == [animation.GLB]
+  assert not pygltflib.GLTF2.load_from_bytes(files[animation.GLB]).animations
+  files, weights = animation.video_files(ict_model, rig, layout, vectors,
+                                         times, 25.0, zeros, zeros)
+  assert weights.shape == (3, 53)
+  assert files[animation.LIVE_LINK_CSV].decode().count('\n') == 4
