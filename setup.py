@@ -32,6 +32,7 @@ setuptools.setup(
         'optax>=0.2.3',
         'orbax-checkpoint>=0.6',
         'pillow>=10',
+        'pygltflib>=1.16',
         'scipy>=1.11',
         'tensorboardX>=2.6',
         'tensorflow-datasets>=4.9',

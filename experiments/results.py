@@ -225,13 +225,27 @@ def targets_table(results: str) -> str:
   return '\n'.join(lines)
 
 
-def ladder_table(results: str) -> str:
-  path = os.path.join(results, 'ladder.json')
+def _table_from(path: str, command: str, render) -> str:
+  """`render` of the open file at `path`, or how to make it."""
   if not os.path.exists(path):
-    return ('(run `python -m experiments.ladder '
-            '--output=docs/results/ladder.json`)')
+    return f'(run `{command}`)'
   with open(path, encoding='utf-8') as f:
-    return ladder.table(json.load(f))
+    return render(f)
+
+
+def ladder_table(results: str) -> str:
+  return _table_from(
+      os.path.join(results, 'ladder.json'),
+      'python -m experiments.ladder --output=docs/results/ladder.json',
+      lambda f: ladder.table(json.load(f)))
+
+
+def arkit_table(results: str) -> str:
+  """The table `experiments/arkit_bench.py` writes beside its JSON."""
+  return _table_from(
+      os.path.join(results, 'arkit.md'),
+      'python -m experiments.arkit_bench --output=docs/results/arkit.json',
+      lambda f: f.read().strip())
 
 
 def write_markdown(results: str, prose_path: str):
@@ -241,6 +255,7 @@ def write_markdown(results: str, prose_path: str):
   text = text.replace('{{SPEED_TABLES}}', speed_tables(results))
   text = text.replace('{{TARGETS_TABLE}}', targets_table(results))
   text = text.replace('{{LADDER_TABLE}}', ladder_table(results))
+  text = text.replace('{{ARKIT_TABLE}}', arkit_table(results))
   output = os.path.join(_DOCS.value, 'results.md')
   image_io.atomic_write_bytes(output, text.encode(), overwrite=True)
   print(f'wrote {output}')

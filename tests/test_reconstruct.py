@@ -1,5 +1,6 @@
 """Exports, per-image fitting and `mofa reconstruct` end to end."""
 
+import csv
 import json
 import os
 import subprocess
@@ -8,6 +9,7 @@ import sys
 import jax
 import jax.numpy as jnp
 import numpy as np
+import pygltflib
 import pytest
 import trimesh
 
@@ -28,7 +30,8 @@ from mofa_ml.rendering import camera
 NME_BOUNDS = {'breakingbad': 0.11, 'einstein': 0.13, 'takeo': 0.05}
 OUTPUTS = ('mesh_base.ply', 'mesh_base.obj', 'mesh_final.ply',
            'mesh_final.obj', 'textured_final.obj', 'textured_final.mtl',
-           'textured_final_albedo.png', 'code.mofa', 'reconstruction.json',
+           'textured_final_albedo.png', 'face.glb', 'code.mofa',
+           'reconstruction.json',
            'overlay.png', 'overlay_base.png', 'reflectance.png',
            'shading.png', 'lit_sphere.png')
 
@@ -134,6 +137,23 @@ def test_reconstruct_writes_everything_and_aligns(reconstructed, ict_model,
   assert rows.min() > low[1] - margin and rows.max() < high[1] + margin
 
 
+def test_arkit_weights_of_the_bundled_photos(reconstructed):
+  # Measured: jawOpen takeo 0.07 (mouth closed, a slight smile), breakingbad
+  # 0.11 (lips apart), einstein 0.26 (mouth open); takeo's largest weight
+  # 0.47 (noseSneer_L), its sum 1.7 over the 53 shapes.
+  weights = {name: json.loads((reconstructed / name /
+                               'reconstruction.json').read_text())['arkit']
+             for name in samples.SAMPLE_NAMES}
+  assert all(0 < w['bounds_residual_mm'] < 5 for w in weights.values())
+  weights = {name: w['weights'] for name, w in weights.items()}
+  takeo = weights['takeo']
+  assert len(takeo) == 53
+  assert max(takeo.values()) < 0.6 and sum(takeo.values()) < 3.0
+  assert weights['einstein']['jawOpen'] > 0.2
+  assert weights['einstein']['jawOpen'] > takeo['jawOpen'] + 0.1
+  assert weights['breakingbad']['jawOpen'] > 0.05
+
+
 def test_bad_inputs_give_one_line_and_keep_other_results(tmp_path):
   output = str(tmp_path / 'out')
   noise = str(tmp_path / 'noise.png')
@@ -210,12 +230,28 @@ def test_video_shares_identity_smooths_and_writes_an_overlay_video(tmp_path):
                     '--fit_steps=8,50')
   assert result.returncode == 0, result.stderr
   folder = os.path.join(output, 'walk')
-  assert sorted(os.listdir(folder)) == ['identity_final.ply', 'overlay.mp4',
+  assert sorted(os.listdir(folder)) == ['face.glb', 'identity_final.ply',
+                                        'live_link.csv', 'overlay.mp4',
                                         'parameters.npz']
   with np.load(os.path.join(folder, 'parameters.npz')) as data:
     layout = layout_lib.ParameterLayout(**json.loads(str(data['layout'])))
     vectors, raw = data['vectors'], data['raw_vectors']
     assert data['frames'].tolist() == list(range(8)) and data['found'].all()
+    weights = data['arkit_weights']
+    assert weights.shape == (8, 53) and data['arkit_names'][26] == 'jawOpen'
+  # The animation files: a CSV row and a keyframe per frame, 10 fps.
+  with open(os.path.join(folder, 'live_link.csv'), encoding='utf-8') as f:
+    rows = list(csv.DictReader(f))
+  assert [r['Timecode'] for r in rows[:2]] == ['00:00:00:00.000',
+                                               '00:00:00:01.000']
+  np.testing.assert_allclose([float(r['JawOpen']) for r in rows],
+                             weights[:, 26], atol=1e-6)
+  glb = pygltflib.GLTF2.load(os.path.join(folder, 'face.glb'))
+  sampler = glb.animations[0].samplers[0]
+  times = glb.accessors[sampler.input]
+  assert times.count == 8 and times.max == [pytest.approx(0.7)]
+  assert glb.accessors[sampler.output].count == 8 * 53
+  np.testing.assert_allclose(glb.meshes[0].weights, weights[0], atol=1e-6)
   start, stop = layout.offsets['shape']
   np.testing.assert_array_equal(raw[:, start:stop] - raw[:1, start:stop], 0.0)
   # The head moves right in one camera frame; smoothing removes jitter.

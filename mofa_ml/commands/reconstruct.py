@@ -6,17 +6,20 @@
 Per face, in <output>/<photo name>[_face<k>]/: mesh_base.{ply,obj},
 mesh_final.{ply,obj} (vertex colours = reflectance), textured_final.obj +
 .mtl + _albedo.png (UV texture), code.mofa (compact parameters, < 5 KiB),
-reconstruction.json (pose, light, cameras, landmarks, errors), and
-overlay.png, overlay_base.png, reflectance.png, shading.png,
-lit_sphere.png. `sample:<name>` inputs are the bundled photos
-(breakingbad, einstein, takeo).
+reconstruction.json (pose, light, cameras, landmarks, errors, ARKit
+blendshape weights), face.glb (glTF with the 53 ARKit blendshapes as
+morph targets at the fitted weights), and overlay.png, overlay_base.png,
+reflectance.png, shading.png, lit_sphere.png. `sample:<name>` inputs are
+the bundled photos (breakingbad, einstein, takeo).
 
 Videos (.mp4, .avi, .mov, .mkv, .webm): every --frame_step-th frame is
 reconstructed; the first face fixes the identity (shape, reflectance,
 correctives) and later frames fit pose, expression and light from the
 previous frame; pose and expression are smoothed over --smooth_frames.
-<output>/<video name>/ gets parameters.npz (per-frame parameter vectors),
-identity_final.ply and overlay.mp4.
+<output>/<video name>/ gets parameters.npz (per-frame parameter vectors
+and ARKit weights), identity_final.ply, overlay.mp4, live_link.csv (the
+weights and head rotation per frame in Live Link Face's layout) and
+face.glb (the morph targets animated over the frames).
 
 Without --checkpoint the parameters come from per-image fitting (a few
 seconds per face on a CPU); with one, the regressor predicts them and

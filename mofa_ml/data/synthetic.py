@@ -16,7 +16,7 @@ is a pure function of its seed.
 
 import dataclasses
 import functools
-from typing import Dict
+from typing import Dict, Optional
 
 import jax
 import jax.numpy as jnp
@@ -150,8 +150,17 @@ def outline_landmarks(model: fm.FaceModel, points: jax.Array,
 def generate_face(key: jax.Array, model: fm.FaceModel,
                   layout: layout_lib.ParameterLayout,
                   intrinsics: camera.Intrinsics,
-                  config: SyntheticConfig) -> Dict[str, jax.Array]:
+                  config: SyntheticConfig,
+                  expression: Optional[jax.Array] = None
+                  ) -> Dict[str, jax.Array]:
   """One synthetic face.
+
+  Args:
+    key: PRNG key of everything drawn.
+    model, layout, intrinsics, config: the model, parameter layout, crop
+      camera and distribution.
+    expression: (me,) expression coefficients to render (e.g. of known
+      blendshape weights), or None to draw them from the prior.
 
   Returns:
     dict: 'image' (S, S, 3) float32 [0, 1]; 'landmarks' (68, 2) pixels;
@@ -163,8 +172,9 @@ def generate_face(key: jax.Array, model: fm.FaceModel,
   keys = jax.random.split(key, 12)
   shape = (jax.random.normal(keys[0], (model.num_shape,)) * config.shape_std *
            model.shape_sigma)
-  expression = (jax.random.normal(keys[1], (model.num_expression,)) *
-                config.expression_std * model.expression_sigma)
+  if expression is None:
+    expression = (jax.random.normal(keys[1], (model.num_expression,)) *
+                  config.expression_std * model.expression_sigma)
   reflectance = (jax.random.normal(keys[2], (model.num_reflectance,)) *
                  config.reflectance_std * model.reflectance_sigma)
   limits = jnp.radians(jnp.asarray([config.max_pitch, config.max_yaw,

@@ -11,7 +11,7 @@ combinations back into bases.
 """
 
 from importlib import resources
-from typing import Any, Dict
+from typing import Any, Dict, Tuple
 
 import jax.numpy as jnp
 import numpy as np
@@ -173,6 +173,19 @@ def load_derived() -> Dict[str, np.ndarray]:
   """The shipped derived asset of the bundled model."""
   return _load_npz(asset_path(DERIVED))
 
+
+def expression_blendshapes() -> Tuple[Tuple[str, ...], np.ndarray]:
+  """The 53 named ARKit-style expression blendshapes of the front face.
+
+  Returns:
+    names: ('browDown_L', ..., 'noseSneer_R').
+    offsets: (53, N, 3) float32 vertex offsets at weight 1, mm.
+  """
+  source = load_source()
+  front = int(load_derived()['front_vertex_count'])
+  offsets = source['expression_basis'][:, :front] * CM_TO_MM
+  return (tuple(str(name) for name in source['expression_names']),
+          offsets.astype(np.float32))
 
 
 def load() -> Dict[str, Any]:

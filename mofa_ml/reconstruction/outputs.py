@@ -14,9 +14,11 @@ import numpy as np
 from mofa_ml import image_io
 from mofa_ml.data import crop
 from mofa_ml.evaluation import metrics as metrics_lib
+from mofa_ml.facemodel import arkit
 from mofa_ml.facemodel import face_model as fm
 from mofa_ml.facemodel import layout as layout_lib
 from mofa_ml.facemodel import levels
+from mofa_ml.reconstruction import animation
 from mofa_ml.reconstruction import export
 from mofa_ml.rendering import camera
 from mofa_ml.rendering import mesh
@@ -28,9 +30,9 @@ OVERLAY_RENDER_SIDE = 640
 # What `face_files` writes.
 FACE_FILES = ('mesh_base.ply', 'mesh_base.obj', 'mesh_final.ply',
               'mesh_final.obj', 'textured_final.obj', 'textured_final.mtl',
-              'textured_final_albedo.png', 'code.mofa', 'reconstruction.json',
-              'overlay_base.png', 'overlay.png', 'reflectance.png',
-              'shading.png', 'lit_sphere.png')
+              'textured_final_albedo.png', animation.GLB, 'code.mofa',
+              'reconstruction.json', 'overlay_base.png', 'overlay.png',
+              'reflectance.png', 'shading.png', 'lit_sphere.png')
 
 
 @dataclasses.dataclass
@@ -45,6 +47,8 @@ class Reconstruction:
     landmark_confidence: (68,).
     metrics: named errors of the fit.
     seconds: time spent.
+    blendshapes: the expression fitted as blendshape weights
+      (`blendshape_fit`), or None (they follow from the coefficients).
   """
   params: layout_lib.FaceParams
   geometry_offsets: np.ndarray
@@ -54,19 +58,29 @@ class Reconstruction:
   landmark_confidence: Optional[np.ndarray]
   metrics: Dict[str, float]
   seconds: float
+  blendshapes: Optional[animation.BlendshapeFace] = None
 
 
 def face_files(model: fm.FaceModel, crop_camera: camera.Intrinsics,
-               photo: np.ndarray, face: Reconstruction) -> Dict[str, bytes]:
+               photo: np.ndarray, face: Reconstruction,
+               rig: Optional[arkit.BlendshapeRig] = None
+               ) -> Dict[str, bytes]:
   """Every output of one face.
 
   The compact code holds what the parameters are: with a regressor alone,
   the base level, both lights and the corrective coefficients (decoded with
   the checkpoint's corrective space); after per-image fitting, whose
   correctives are free per-vertex fields, the base level and both lights
-  (the final level is in the meshes).
+  (the final level is in the meshes). With the model's blendshape `rig`
+  (`arkit.load_rig`), reconstruction.json holds the ARKit weights and the
+  .glb their morph targets.
   """
   triangles = np.asarray(model.triangles)
+  blendshapes = face.blendshapes
+  if rig is not None and blendshapes is None:
+    blendshapes = animation.BlendshapeFace(
+        *arkit.weights(rig, face.params.expression, arkit.DEFAULT_SPARSITY),
+        shape=face.params.shape)
   outputs = {}
   surfaces = levels.surfaces(model, face.params, face.geometry_offsets,
                              face.reflectance_offsets)
@@ -82,13 +96,19 @@ def face_files(model: fm.FaceModel, crop_camera: camera.Intrinsics,
       texture = export.bake_texture(uv, triangles, albedo, TEXTURE_SIZE)
       outputs.update(export.textured_obj_files(
           'textured_final', vertices, triangles, uv, texture))
+      outputs[animation.GLB] = animation.face_glb(
+          model, rig, face.params, face.geometry_offsets,
+          face.reflectance_offsets, outputs['textured_final_albedo.png'],
+          blendshapes)
   layout = layout_lib.ParameterLayout.for_model(
       model, face.params.correctives_geometry.shape[-1],
       face.params.sh_final is not None)
   outputs['code.mofa'] = layout_lib.encode(
       np.asarray(layout.join(face.params)), layout, model.name)
-  outputs['reconstruction.json'] = json.dumps(
-      description(model, crop_camera, face, photo.shape), indent=2).encode()
+  summary = description(model, crop_camera, face, photo.shape)
+  if rig is not None:
+    summary['arkit'] = animation.describe_weights(rig, blendshapes)
+  outputs['reconstruction.json'] = json.dumps(summary, indent=2).encode()
   for name, picture in pictures(model, crop_camera, photo, face):
     outputs[name] = png_bytes(picture)
     del picture  # one photo-sized picture in memory at a time

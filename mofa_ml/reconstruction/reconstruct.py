@@ -24,9 +24,12 @@ from mofa_ml import image_io
 from mofa_ml import samples
 from mofa_ml.data import crop
 from mofa_ml.data import prepare
+from mofa_ml.facemodel import arkit
 from mofa_ml.facemodel import face_model as fm
 from mofa_ml.learning import objective
 from mofa_ml.learning import regressor as regressor_lib
+from mofa_ml.reconstruction import animation
+from mofa_ml.reconstruction import blendshape_fit
 from mofa_ml.reconstruction import export
 from mofa_ml.reconstruction import fit
 from mofa_ml.reconstruction import outputs
@@ -63,6 +66,7 @@ class Reconstructor:
     self.fit_config = fit_config
     self.intrinsics = camera.default_intrinsics(crop.CROP_SIZE)
     self.mirror = jnp.asarray(visibility.mirror_vertices(model.mean_shape))
+    self.rig = arkit.load_rig(model)
 
   def reconstruct_face(self, photo: np.ndarray, landmarks: np.ndarray,
                        confidence: np.ndarray) -> outputs.Reconstruction:
@@ -72,7 +76,7 @@ class Reconstructor:
     transform = crop.crop_transform(landmarks)
     crop_image = crop.warp_crop(photo, transform).astype(np.float32) / 255.0
     crop_marks = crop.apply_transform(transform, landmarks).astype(np.float32)
-    initial = None
+    initial, blendshapes = None, None
     if self.regressor is not None:
       prediction = self.regressor.predict(jnp.asarray(crop_image[None]))
       initial = jax.tree_util.tree_map(lambda x: x[0], prediction)
@@ -85,6 +89,15 @@ class Reconstructor:
       metrics = {f'start_{k}': float(result.start[k]) for k in
                  ('landmark_error_px', 'photometric_error_base')}
       terms = result.end
+      if self.rig is not None:
+        # For the animation outputs only: the meshes and pictures keep the
+        # fit, which explains the photo better (docs/results.md).
+        refined = self._refine_expression(result, crop_image, crop_marks,
+                                          confidence)
+        blendshapes = animation.BlendshapeFace(
+            weights=np.asarray(refined.weights, np.float64),
+            residual_mm=float(refined.change_mm),
+            shape=np.asarray(refined.params.shape))
     else:
       face = (initial.params, initial.geometry_offsets,
               initial.reflectance_offsets)
@@ -110,11 +123,25 @@ class Reconstructor:
     return outputs.Reconstruction(
         params, np.asarray(geometry), np.asarray(reflectance), transform,
         np.asarray(landmarks, np.float32), np.asarray(confidence, np.float32),
-        metrics, time.perf_counter() - start)
+        metrics, time.perf_counter() - start, blendshapes)
+
+  def _refine_expression(self, result: fit.FitResult, crop_image, crop_marks,
+                         confidence) -> blendshape_fit.Refined:
+    """The fitted expression as blendshape weights in [0, 1]
+    (`blendshape_fit`), from the bounded conversion of the fit's."""
+    start, _ = arkit.weights(self.rig, np.asarray(result.params.expression),
+                             arkit.DEFAULT_SPARSITY)
+    return blendshape_fit.refine(
+        self.model, jnp.asarray(self.rig.to_coefficients, jnp.float32),
+        self.intrinsics, self.fit_config.final_loss, result.params,
+        result.geometry_offsets, result.reflectance_offsets,
+        jnp.asarray(crop_image), jnp.asarray(crop_marks),
+        jnp.asarray(confidence), jnp.asarray(start, jnp.float32))
 
   def files(self, photo: np.ndarray, face: outputs.Reconstruction):
     """{file name: bytes} of every output of one face."""
-    return outputs.face_files(self.model, self.intrinsics, photo, face)
+    return outputs.face_files(self.model, self.intrinsics, photo, face,
+                              self.rig)
 
 
 class Job(NamedTuple):
@@ -295,7 +322,8 @@ def reconstruct_inputs(reconstructor: Reconstructor, landmarker,
                                             landmarker, frame_step,
                                             smooth_frames, progress=progress)
         write_folder(folder, video_lib.video_files(
-            reconstructor.model, job.source, video, frame_step), overwrite)
+            reconstructor.model, job.source, video, frame_step,
+            reconstructor.rig), overwrite)
         written += 1
         report(f'{folder}: {len(video.frames)} frames, faces in '
                f'{int(video.found.sum())}')

@@ -11,24 +11,27 @@ import io
 import json
 import os
 import tempfile
-from typing import Dict
+from typing import Dict, Optional
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 
 from mofa_ml.data import crop
+from mofa_ml.facemodel import arkit
 from mofa_ml.facemodel import face_model as fm
 from mofa_ml.facemodel import layout as layout_lib
 from mofa_ml.facemodel import levels
 from mofa_ml.learning import network
+from mofa_ml.reconstruction import animation
 from mofa_ml.reconstruction import export
 from mofa_ml.reconstruction import fit
 from mofa_ml.reconstruction import outputs
 from mofa_ml.rendering import camera
 
 # What `video_files` writes.
-VIDEO_FILES = ('parameters.npz', 'identity_final.ply', 'overlay.mp4')
+VIDEO_FILES = ('parameters.npz', 'identity_final.ply', 'overlay.mp4',
+               animation.GLB, animation.LIVE_LINK_CSV)
 
 @dataclasses.dataclass
 class VideoReconstruction:
@@ -178,11 +181,24 @@ def reconstruct_video(reconstructor, path: str, landmarker,
 
 
 def video_files(model: fm.FaceModel, path: str, video: VideoReconstruction,
-                frame_step: int) -> Dict[str, bytes]:
-  """parameters.npz, identity_final.ply and overlay.mp4 of a video."""
+                frame_step: int, rig: Optional[arkit.BlendshapeRig] = None
+                ) -> Dict[str, bytes]:
+  """parameters.npz, identity_final.ply, overlay.mp4 and the animation
+  files (`animation.video_files`) of a video.
+
+  With the model's blendshape `rig`, parameters.npz holds the per-frame
+  ARKit weights of the smoothed expressions too ('arkit_weights' (T, K),
+  'arkit_names' (K,)).
+  """
   import cv2  # pylint: disable=g-import-not-at-top
+  source_fps = video.fps * frame_step
+  files, weights = animation.video_files(
+      model, rig, video.layout, video.vectors, video.frames / source_fps,
+      source_fps, video.geometry_offsets, video.reflectance_offsets)
+  named_weights = {} if rig is None else dict(
+      arkit_weights=weights, arkit_names=np.asarray(rig.names))
   buffer = io.BytesIO()
-  np.savez(buffer, frames=video.frames, found=video.found,
+  np.savez(buffer, **named_weights, frames=video.frames, found=video.found,
            vectors=video.vectors, raw_vectors=video.raw_vectors,
            landmarks=video.landmarks, crop_transforms=video.crop_transforms,
            geometry_offsets=video.geometry_offsets,
@@ -191,7 +207,7 @@ def video_files(model: fm.FaceModel, path: str, video: VideoReconstruction,
            focal_length_px=float(video.photo_camera.focal_length),
            principal_point_px=np.asarray(video.photo_camera.principal_point),
            face_model=model.name)
-  files = {'parameters.npz': buffer.getvalue()}
+  files['parameters.npz'] = buffer.getvalue()
   first = video.layout.split(jnp.asarray(video.vectors[0]))
   neutral = first._replace(expression=jnp.zeros_like(first.expression))
   identity = levels.surfaces(model, neutral, video.geometry_offsets,
