@@ -135,5 +135,5 @@ def test_schedule_entries_are_checked():
   with pytest.raises(ValueError, match='landmarks or all'):
     gauss_newton._runs((('photo', 1.0),))  # pylint: disable=protected-access
   assert gauss_newton._runs(  # pylint: disable=protected-access
-      (('landmarks', 3.0), ('landmarks', 3.0), ('all', 1.0))) == [
-          (('landmarks', 3.0), 2), (('all', 1.0), 1)]
+      (('landmarks', 3.0), ('landmarks', 2.0), ('all', 1.0))) == [
+          ('landmarks', (3.0, 2.0)), ('all', (1.0,))]

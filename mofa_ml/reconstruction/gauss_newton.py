@@ -22,7 +22,6 @@ weights at the current estimate, then tries several damping values at once
 and keeps the best step by the exact objective.
 """
 
-import dataclasses
 from typing import NamedTuple, Sequence
 
 import jax
@@ -282,39 +281,44 @@ def solve(model: fm.FaceModel, intrinsics: camera.Intrinsics,
   identity = ('shape', 'reflectance') if fixed_identity else ()
   zeros = jnp.zeros((model.num_vertices, 3))
   key = jax.random.PRNGKey(0)
+  reg = loss.weight('reg')
 
-  def cost(raw, support, use_photo, loss):
+  def cost(raw, support, use_photo, prior_scale):
     """The exact objective (without its photometric term when not
-    `use_photo`) under a fixed support."""
+    `use_photo`) under a fixed support, the prior times `prior_scale`."""
     terms = objective.face_objective(
         model, intrinsics, loss, layout.split(scaling.offset +
                                               scaling.scale * raw),
         zeros, zeros, problem.image, problem.landmarks, problem.confidence,
         key, support)
-    return terms['total'] - (not use_photo) * loss.weight(
-        'photo') * terms['photo_base']
+    prior = reg * (terms['std_geometry'] +
+                   loss.weight('rstd') * terms['std_reflectance'])
+    return (terms['total'] + (prior_scale - 1.0) * prior -
+            (not use_photo) * loss.weight('photo') * terms['photo_base'])
 
-  def iteration(carry, use_photo, groups, loss):
+  def iteration(carry, prior_scale, use_photo, groups):
     raw, damping = carry
     columns = free_columns(layout, [g for g in groups if g not in identity])
     support = objective.supports(
         model, intrinsics, loss,
         layout.split(scaling.offset + scaling.scale * raw), zeros, zeros,
         problem.image.shape)
-    value, gradient = jax.value_and_grad(cost)(raw, support, use_photo, loss)
+    value, gradient = jax.value_and_grad(cost)(raw, support, use_photo,
+                                               prior_scale)
     # Half the gradient: the normal matrix approximates half the Hessian.
     gradient = 0.5 * gradient[columns]
     normal = normal_matrix(
         rows(model, intrinsics, loss, layout, scaling, problem, raw, support,
              columns, irls_epsilon, sample_size),
-        jnp.asarray(prior_weights(layout, loss)[columns]), use_photo)
+        prior_scale * jnp.asarray(prior_weights(layout, loss)[columns]),
+        use_photo)
     diagonal = jnp.diag(normal) + 1e-6
 
     def candidate(factor):
       step = jnp.linalg.solve(normal + damping * factor * jnp.diag(diagonal),
                               -gradient)
       moved = raw.at[columns].add(step)
-      value = cost(moved, support, use_photo, loss)
+      value = cost(moved, support, use_photo, prior_scale)
       return moved, jnp.where(jnp.isfinite(value), value, jnp.inf)
 
     factors = jnp.asarray(DAMPING_TRIALS)
@@ -326,28 +330,27 @@ def solve(model: fm.FaceModel, intrinsics: camera.Intrinsics,
                         damping * 1000.0)
     return raw, jnp.clip(damping, 1e-7, 1e7)
 
+  # One scan per run of a stage, the prior scales scanned over: a compiled
+  # iteration per stage, not per schedule entry.
   carry = (raw, jnp.float32(1e-3))
-  weights = dict(loss.weights)
-  for (stage, prior_scale), length in _runs(schedule):
+  for stage, prior_scales in _runs(schedule):
     groups = GEOMETRY_GROUPS if stage == 'landmarks' else BASE_GROUPS
-    run_loss = dataclasses.replace(loss, weights=tuple(dict(
-        weights, reg=weights['reg'] * prior_scale).items()))
     carry, _ = jax.lax.scan(
-        lambda c, _, s=stage, g=groups, l=run_loss: (
-            iteration(c, s == 'all', g, l), None),
-        carry, None, length=length)
+        lambda c, scale, s=stage, g=groups: (
+            iteration(c, scale, s == 'all', g), None),
+        carry, jnp.asarray(prior_scales, jnp.float32))
   return carry[0]
 
 
 def _runs(schedule):
-  """(a, a, b) -> [(a, 2), (b, 1)]."""
+  """((a, 3), (a, 1), (b, 1)) -> [(a, (3, 1)), (b, (1,))]."""
   runs = []
-  for stage in schedule:
-    if stage[0] not in ('landmarks', 'all'):
+  for stage, prior_scale in schedule:
+    if stage not in ('landmarks', 'all'):
       raise ValueError(f'schedule stages are landmarks or all, not '
-                       f'{stage[0]!r}')
+                       f'{stage!r}')
     if runs and runs[-1][0] == stage:
-      runs[-1] = (stage, runs[-1][1] + 1)
+      runs[-1] = (stage, runs[-1][1] + (prior_scale,))
     else:
-      runs.append((stage, 1))
+      runs.append((stage, (prior_scale,)))
   return runs

@@ -110,8 +110,9 @@ def face_files(model: fm.FaceModel, crop_camera: camera.Intrinsics,
     summary['arkit'] = animation.describe_weights(rig, blendshapes)
   outputs['reconstruction.json'] = json.dumps(summary, indent=2).encode()
   for name, picture in pictures(model, crop_camera, photo, face):
-    outputs[name] = png_bytes(picture)
-    del picture  # one photo-sized picture in memory at a time
+    # One photo-sized picture in memory at a time, encoded without a copy.
+    outputs[name] = png_bytes(picture, overwrite_input=True)
+    del picture
   return outputs
 
 
@@ -247,15 +248,23 @@ def overlay_on_photo(model: fm.FaceModel, photo: np.ndarray,
   return result
 
 
-def png_bytes(image: np.ndarray) -> bytes:
-  """PNG of an (H, W, 3) image (float in [0, 1] or uint8)."""
+def png_bytes(image: np.ndarray, overwrite_input: bool = False) -> bytes:
+  """PNG of an (H, W, 3) image (float in [0, 1] or uint8).
+
+  With `overwrite_input`, a uint8 `image` is turned into OpenCV's BGR order
+  in place (its contents are lost) instead of being copied.
+  """
   import cv2  # pylint: disable=g-import-not-at-top
   # OpenCV encodes from the array itself (Pillow would first copy it into
   # a 4-byte-per-pixel image); light compression for photo-sized overlays,
   # where level 6 takes seconds and saves little.
-  image = image_io.to_uint8(image)
-  level = 1 if image.shape[0] * image.shape[1] > 4_000_000 else 6
-  ok, encoded = cv2.imencode('.png', cv2.cvtColor(image, cv2.COLOR_RGB2BGR),
+  converted = image_io.to_uint8(image)
+  in_place = (overwrite_input or converted is not image) and (
+      converted.flags.writeable and converted.flags.c_contiguous)
+  bgr = cv2.cvtColor(converted, cv2.COLOR_RGB2BGR,
+                     dst=converted if in_place else None)
+  level = 1 if bgr.shape[0] * bgr.shape[1] > 4_000_000 else 6
+  ok, encoded = cv2.imencode('.png', bgr,
                              [cv2.IMWRITE_PNG_COMPRESSION, level])
   if not ok:
     raise ValueError(f'PNG encoding failed for an image of {image.shape}')
