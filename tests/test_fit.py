@@ -76,16 +76,18 @@ def _ladder_errors(model, config, count):
 def test_ladder_steps_a_and_b_stay_at_the_truth_and_beat_the_mean_face(
     ict_model):
   # Measured (docs/results.md, ladder, 4 faces, Levenberg-Marquardt):
-  # step a 0.55 mm from the truth (Adam: 1.06, the paper's fitter: 2.13),
-  # 1.17 mm from the mean face's 3.95 (Adam: 2.75). Ambient light leaves
+  # step a 0.55 mm from the truth (Adam: 1.05, the paper's fitter: 2.13),
+  # 1.12 mm from the mean face's 3.95 (Adam: 2.69). Ambient light leaves
   # shape directions that only the prior fixes; with a directional light
-  # (step b) the fit from the truth stays within 0.03 mm.
+  # (step b) the fit from the truth stays within 0.06 mm and from the mean
+  # reaches 0.40 mm (the shading's dependence on the shape in the Jacobian;
+  # without it 1.19 mm).
   step_a = _ladder_errors(ict_model, STEP_A, 2)
   assert step_a['truth'] < 0.8
   assert step_a['mean'] < 1.6 < step_a['mean_face']
   step_b = _ladder_errors(ict_model, STEP_B, 2)
-  assert step_b['truth'] < 0.2
-  assert step_b['mean'] < 1.6 < step_b['mean_face']
+  assert step_b['truth'] < 0.15
+  assert step_b['mean'] < 0.8 < 3.0 < step_b['mean_face']
 
 
 def test_the_final_phase_keeps_the_prior_at_stage_one_strength():

@@ -15,10 +15,10 @@ from mofa_ml.reconstruction import gauss_newton
 from mofa_ml.rendering import camera
 from mofa_ml.rendering import formation
 
-# Ambient light: shading does not depend on the normals, so the Jacobian's
-# one approximation (normals held fixed) is exact.
-AMBIENT = synthetic.SyntheticConfig(out_of_space=False, max_yaw=20.0,
-                                    ambient_only=True, background_grey=0.5)
+# A directional light: the shading depends on the normals, so the
+# Jacobian's normal derivatives are checked too.
+LIT = synthetic.SyntheticConfig(out_of_space=False, max_yaw=20.0,
+                                ambient_only=False, background_grey=0.5)
 
 
 @pytest.fixture(scope='module')
@@ -28,7 +28,7 @@ def setting(ict_model):
   intrinsics = camera.default_intrinsics()
   face = jax.device_get(synthetic.generate_batch(
       jax.random.PRNGKey(11), ict_model,
-      layout_lib.ParameterLayout.for_model(ict_model), intrinsics, AMBIENT,
+      layout_lib.ParameterLayout.for_model(ict_model), intrinsics, LIT,
       1))
   truth = layout_lib.ParameterLayout.for_model(ict_model, 0, False).split(
       jnp.asarray(face['params'][0]))
@@ -57,8 +57,7 @@ def _rows(s, raw, sample_size):
 def test_jacobian_rows_match_autodiff_of_the_rendering(setting):
   s = setting
   model, layout, scaling = s['model'], s['layout'], s['scaling']
-  # Away from the truth (the light still ambient), every visible vertex
-  # sampled.
+  # Away from the truth (the light kept), every visible vertex sampled.
   noise = 0.05 * jax.random.normal(jax.random.PRNGKey(0), s['raw'].shape)
   raw = s['raw'] + noise.at[slice(*layout.offsets['sh_base'])].set(0.0)
   columns = gauss_newton.free_columns(layout, gauss_newton.BASE_GROUPS)
@@ -90,8 +89,9 @@ def test_jacobian_rows_match_autodiff_of_the_rendering(setting):
   got = np.asarray(found.photo_jacobian).reshape(-1, 3, len(columns))[used]
   np.testing.assert_allclose(got.reshape(-1, len(columns)), expected,
                              rtol=1e-3, atol=1e-4 * np.abs(expected).max())
+  # float32: the normals are rotated before or after they are computed.
   np.testing.assert_allclose(found.photo_residual[used], photo(raw[columns]),
-                             atol=1e-5)
+                             atol=5e-5)
   np.testing.assert_allclose(
       found.landmark_jacobian,
       jax.jacfwd(marks)(raw[columns]).reshape(-1, len(columns)),

@@ -9,12 +9,13 @@ normalised units of `layout.parameter_scaling`.
 
 The Jacobian is assembled from its structure instead of `jax.jacfwd` of the
 whole rendering (0.38 s per face on one core, measured): a vertex's residual
-depends on the parameters through its own position, albedo, the pose and the
-light, so 39 forward-mode directions give every vertex's 3x3 derivatives,
-and the basis rows carry them to the ~250 coefficients. Normals are held
-fixed within an iteration (the shading's dependence on the shape is left out
-of the Jacobian, a Gauss-Newton approximation); steps are accepted on the
-exact objective, so that approximation costs iterations, never accuracy.
+depends on the parameters through its own position, albedo and normal, the
+pose and the light, so 42 forward-mode directions give every vertex's 3x3
+derivatives, and the basis rows carry them to the ~250 coefficients; the
+normals' derivatives along each shape and expression mode (one
+linearisation of `mesh.vertex_normals`, pushed along the modes) carry the
+shading's dependence on the shape, the cue that identifies it under a
+directional light. Steps are accepted on the exact objective.
 
 Each iteration recomputes the photometric support (depth test and picture
 correction, `objective.supports`), the sliding jaw contour and the IRLS
@@ -43,6 +44,9 @@ BASE_GROUPS = ('shape', 'expression', 'reflectance', 'rotation',
 GEOMETRY_GROUPS = ('shape', 'expression', 'rotation', 'translation')
 # Damping multipliers tried in parallel at every iteration.
 DAMPING_TRIALS = (0.1, 1.0, 10.0, 100.0)
+# Iterations between recomputations of the normals' mode derivatives (half
+# of an iteration's time; they only shape the step, the gradient is exact).
+NORMALS_EVERY = 4
 
 
 class Problem(NamedTuple):
@@ -66,8 +70,8 @@ def free_columns(layout: layout_lib.ParameterLayout,
 
 def _local_residuals(image, intrinsics, vertices, albedo, normals, rotation,
                      translation, sh, correction):
-  """Photometric residuals (N, 3) = photo - model colour, with the model
-  normals held fixed (model space; rotated with the head)."""
+  """Photometric residuals (N, 3) = photo - model colour from each vertex's
+  own position, albedo and (model-space) normal."""
   matrix = camera.pose_rotation(rotation)
   points = camera.rigid_transform(vertices, matrix, translation)
   observed, _ = formation.sample_image(image, camera.project(points,
@@ -86,10 +90,12 @@ def _with_coefficients(local, bases, scale, layout, columns):
 
   Args:
     local: dict of per-row derivatives: 'vertex' (N, R, 3) w.r.t. the row's
-      vertex position, optional 'albedo' (N, R, 3), 'rotation',
-      'translation' (N, R, 3), optional 'sh' (N, R, 27).
+      vertex position, optional 'albedo' (N, R, 3) and 'normal' (N, R, 3),
+      'rotation', 'translation' (N, R, 3), optional 'sh' (N, R, 27).
     bases: {'shape', 'expression', 'reflectance'}: (K, N, 3) the model's
-      bases at the rows' vertices (reflectance only with 'albedo').
+      bases at the rows' vertices (reflectance only with 'albedo'); with
+      'normal', also 'shape_normals', 'expression_normals': (K, N, 3) the
+      rows' normal derivatives along each mode.
     scale: (size,) the raw -> params scale.
     layout: of the raw vector.
     columns: the free columns (static).
@@ -99,10 +105,16 @@ def _with_coefficients(local, bases, scale, layout, columns):
   """
   rows = local['vertex'].shape[:2]
   zeros = lambda n: jnp.zeros(rows + (n,), local['vertex'].dtype)
+  def geometry(name):
+    block = jnp.einsum('nrj,knj->nrk', local['vertex'], bases[name])
+    if 'normal' in local:
+      block = block + jnp.einsum('nrj,knj->nrk', local['normal'],
+                                 bases[f'{name}_normals'])
+    return block
+
   blocks = {
-      'shape': jnp.einsum('nrj,knj->nrk', local['vertex'], bases['shape']),
-      'expression': jnp.einsum('nrj,knj->nrk', local['vertex'],
-                               bases['expression']),
+      'shape': geometry('shape'),
+      'expression': geometry('expression'),
       'reflectance': (jnp.einsum('nrj,knj->nrk', local['albedo'],
                                  bases['reflectance'])
                       if 'albedo' in local else zeros(layout.num_reflectance)),
@@ -115,14 +127,25 @@ def _with_coefficients(local, bases, scale, layout, columns):
   return (full * base_scale).reshape(-1, layout.base_size)[:, columns]
 
 
+def normal_derivatives(model: fm.FaceModel, vertices: jax.Array):
+  """{'shape', 'expression'}: (K, N, 3) the derivative of every unit vertex
+  normal along each mode at `vertices` (N, 3), mm (one linearisation of
+  `mesh.vertex_normals`, pushed along the modes in batches that bound the
+  per-triangle temporaries)."""
+  _, push = jax.linearize(lambda v: mesh.vertex_normals(v, model.triangles),
+                          vertices)
+  return {name: jax.lax.map(push, getattr(model, f'{name}_basis'),
+                            batch_size=16)
+          for name in ('shape', 'expression')}
+
+
 class Rows(NamedTuple):
   """Weighted residual rows of the base objective and their Jacobian.
 
   Attributes:
     photo_vertices: (S,) the sampled vertices of the photometric rows.
     photo_residual: (S, 3) photo - picture-corrected model colour.
-    photo_jacobian: (3 S, P) d photo_residual / d raw (free columns),
-      normals held fixed.
+    photo_jacobian: (3 S, P) d photo_residual / d raw (free columns).
     photo_weight: (S,) IRLS weights (0 for unused samples), scaled up from
       the sample to every visible vertex.
     landmark_residual: (68, 2) projected - detected, pixels.
@@ -142,7 +165,7 @@ def rows(model: fm.FaceModel, intrinsics: camera.Intrinsics,
          loss: objective.LossConfig, layout: layout_lib.ParameterLayout,
          scaling: layout_lib.ParameterScaling, problem: Problem,
          raw: jax.Array, support, columns: np.ndarray, irls_epsilon: float,
-         sample_size: int = 1024) -> Rows:
+         sample_size: int = 1024, mode_normals=None) -> Rows:
   """The base objective's residual rows at `raw` and their Jacobian.
 
   The photometric rows come from `sample_size` visible vertices drawn in a
@@ -159,6 +182,8 @@ def rows(model: fm.FaceModel, intrinsics: camera.Intrinsics,
     columns: free columns (static).
     irls_epsilon: floor of ||d_i|| in the IRLS weights.
     sample_size: photometric vertices (static).
+    mode_normals: `normal_derivatives` at a recent estimate, or None to
+      compute them at `raw`.
   """
   params = layout.split(scaling.offset + scaling.scale * raw)
   surface, _ = levels.surfaces(model, params)
@@ -172,22 +197,26 @@ def rows(model: fm.FaceModel, intrinsics: camera.Intrinsics,
   chosen = jnp.asarray(order)[jnp.nonzero(visible[order] > 0,
                                           size=sample_size)[0]]
   count = jnp.sum(visible)
-  normals = jax.lax.stop_gradient(mesh.vertex_normals(
-      surface.vertices, model.triangles))[chosen]
+  normals = mesh.vertex_normals(surface.vertices, model.triangles)[chosen]
+  if mode_normals is None:
+    mode_normals = normal_derivatives(model, surface.vertices)
+  mode_normals = {name: value[:, chosen]
+                  for name, value in mode_normals.items()}
 
   # A shift shared by all vertices is, for each vertex's residual, a shift
-  # of its own position (or albedo): one forward pass per direction gives
-  # every vertex's derivative.
-  def photo(delta_vertex, delta_albedo, rotation, translation, sh):
+  # of its own position (albedo, normal): one forward pass per direction
+  # gives every vertex's derivative.
+  def photo(delta_vertex, delta_albedo, delta_normal, rotation, translation,
+            sh):
     return _local_residuals(
         problem.image, intrinsics, surface.vertices[chosen] + delta_vertex,
-        surface.reflectance[chosen] + delta_albedo, normals, rotation,
-        translation, sh, support[0].correction[chosen])
+        surface.reflectance[chosen] + delta_albedo, normals + delta_normal,
+        rotation, translation, sh, support[0].correction[chosen])
 
-  local = (jnp.zeros(3), jnp.zeros(3), params.rotation, params.translation,
-           params.sh_base)
+  local = (jnp.zeros(3), jnp.zeros(3), jnp.zeros(3), params.rotation,
+           params.translation, params.sh_base)
   photo_residual = photo(*local)
-  derivatives = jax.jacfwd(photo, argnums=tuple(range(5)))(*local)
+  derivatives = jax.jacfwd(photo, argnums=tuple(range(6)))(*local)
   distance = jnp.sqrt(jnp.sum(photo_residual**2, -1))
   used = jnp.arange(sample_size) < count
   photo_weight = used * loss.weight('photo') / (
@@ -195,10 +224,13 @@ def rows(model: fm.FaceModel, intrinsics: camera.Intrinsics,
           count / jnp.maximum(jnp.minimum(count, sample_size), 1))
   photo_jacobian = _with_coefficients(
       {'vertex': derivatives[0], 'albedo': derivatives[1],
-       'rotation': derivatives[2], 'translation': derivatives[3],
-       'sh': derivatives[4].reshape(photo_residual.shape + (-1,))},
-      {name: getattr(model, f'{name}_basis')[:, chosen]
-       for name in ('shape', 'expression', 'reflectance')},
+       'normal': derivatives[2], 'rotation': derivatives[3],
+       'translation': derivatives[4],
+       'sh': derivatives[5].reshape(photo_residual.shape + (-1,))},
+      dict({name: getattr(model, f'{name}_basis')[:, chosen]
+            for name in ('shape', 'expression', 'reflectance')},
+           shape_normals=mode_normals['shape'],
+           expression_normals=mode_normals['expression']),
       scaling.scale, layout, columns)
 
   indices = levels.landmark_vertex_indices(model, points, problem.landmarks,
@@ -296,20 +328,29 @@ def solve(model: fm.FaceModel, intrinsics: camera.Intrinsics,
     return (terms['total'] + (prior_scale - 1.0) * prior -
             (not use_photo) * loss.weight('photo') * terms['photo_base'])
 
-  def iteration(carry, prior_scale, use_photo, groups):
-    raw, damping = carry
+  def geometry(raw):
+    params = layout.split(scaling.offset + scaling.scale * raw)
+    return levels.surfaces(model, params)[0].vertices
+
+  def iteration(carry, scanned, use_photo, groups):
+    raw, damping, mode_normals = carry
+    prior_scale, refresh = scanned
     columns = free_columns(layout, [g for g in groups if g not in identity])
     support = objective.supports(
         model, intrinsics, loss,
         layout.split(scaling.offset + scaling.scale * raw), zeros, zeros,
         problem.image.shape)
+    if use_photo:
+      mode_normals = jax.lax.cond(
+          refresh, lambda: normal_derivatives(model, geometry(raw)),
+          lambda: mode_normals)
     value, gradient = jax.value_and_grad(cost)(raw, support, use_photo,
                                                prior_scale)
     # Half the gradient: the normal matrix approximates half the Hessian.
     gradient = 0.5 * gradient[columns]
     normal = normal_matrix(
         rows(model, intrinsics, loss, layout, scaling, problem, raw, support,
-             columns, irls_epsilon, sample_size),
+             columns, irls_epsilon, sample_size, mode_normals),
         prior_scale * jnp.asarray(prior_weights(layout, loss)[columns]),
         use_photo)
     diagonal = jnp.diag(normal) + 1e-6
@@ -328,17 +369,20 @@ def solve(model: fm.FaceModel, intrinsics: camera.Intrinsics,
     raw = jnp.where(better, moved[best], raw)
     damping = jnp.where(better, damping * factors[best] / 3.0,
                         damping * 1000.0)
-    return raw, jnp.clip(damping, 1e-7, 1e7)
+    return raw, jnp.clip(damping, 1e-7, 1e7), mode_normals
 
   # One scan per run of a stage, the prior scales scanned over: a compiled
   # iteration per stage, not per schedule entry.
-  carry = (raw, jnp.float32(1e-3))
+  carry = (raw, jnp.float32(1e-3), jax.tree_util.tree_map(
+      lambda x: jnp.zeros(x.shape, x.dtype),
+      jax.eval_shape(normal_derivatives, model, zeros)))
   for stage, prior_scales in _runs(schedule):
     groups = GEOMETRY_GROUPS if stage == 'landmarks' else BASE_GROUPS
+    refresh = np.arange(len(prior_scales)) % NORMALS_EVERY == 0
     carry, _ = jax.lax.scan(
-        lambda c, scale, s=stage, g=groups: (
-            iteration(c, scale, s == 'all', g), None),
-        carry, jnp.asarray(prior_scales, jnp.float32))
+        lambda c, x, s=stage, g=groups: (
+            iteration(c, x, s == 'all', g), None),
+        carry, (jnp.asarray(prior_scales, jnp.float32), jnp.asarray(refresh)))
   return carry[0]
 
 
