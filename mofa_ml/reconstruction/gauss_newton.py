@@ -105,6 +105,7 @@ def _with_coefficients(local, bases, scale, layout, columns):
   """
   rows = local['vertex'].shape[:2]
   zeros = lambda n: jnp.zeros(rows + (n,), local['vertex'].dtype)
+
   def geometry(name):
     block = jnp.einsum('nrj,knj->nrk', local['vertex'], bases[name])
     if 'normal' in local:
@@ -313,7 +314,7 @@ def solve(model: fm.FaceModel, intrinsics: camera.Intrinsics,
   identity = ('shape', 'reflectance') if fixed_identity else ()
   zeros = jnp.zeros((model.num_vertices, 3))
   key = jax.random.PRNGKey(0)
-  reg = loss.weight('reg')
+  prior = jnp.asarray(prior_weights(layout, loss))
 
   def cost(raw, support, use_photo, prior_scale):
     """The exact objective (without its photometric term when not
@@ -323,9 +324,8 @@ def solve(model: fm.FaceModel, intrinsics: camera.Intrinsics,
                                               scaling.scale * raw),
         zeros, zeros, problem.image, problem.landmarks, problem.confidence,
         key, support)
-    prior = reg * (terms['std_geometry'] +
-                   loss.weight('rstd') * terms['std_reflectance'])
-    return (terms['total'] + (prior_scale - 1.0) * prior -
+    # The objective's prior terms equal sum prior * raw^2 (normalised units).
+    return (terms['total'] + (prior_scale - 1.0) * jnp.sum(prior * raw**2) -
             (not use_photo) * loss.weight('photo') * terms['photo_base'])
 
   def geometry(raw):
@@ -351,8 +351,7 @@ def solve(model: fm.FaceModel, intrinsics: camera.Intrinsics,
     normal = normal_matrix(
         rows(model, intrinsics, loss, layout, scaling, problem, raw, support,
              columns, irls_epsilon, sample_size, mode_normals),
-        prior_scale * jnp.asarray(prior_weights(layout, loss)[columns]),
-        use_photo)
+        prior_scale * prior[columns], use_photo)
     diagonal = jnp.diag(normal) + 1e-6
 
     def candidate(factor):
