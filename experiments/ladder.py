@@ -65,14 +65,17 @@ STEP_NAMES = {
 }
 FITTERS = {
     # The fitter before the ladder: the paper's stage weights, backface
-    # visibility, 24 px landmark units, constant Adam rates.
+    # visibility, 24 px landmark units, constant Adam rates, 150 final steps.
     'paper': fit.FitConfig(
         base_loss=objective.LossConfig.for_stage('stage1'),
         final_loss=objective.LossConfig.for_stage('stage2'),
-            base_solver='adam', final_rate_fraction=1.0, refit_base=True),
+        base_solver='adam', final_rate_fraction=1.0, refit_base=True,
+        final_steps=150),
     # The objective of 'gauss_newton' with Adam as the base solver, the
-    # final phase refitting the base (the default before Levenberg-Marquardt).
-    'adam': fit.FitConfig(base_solver='adam', refit_base=True),
+    # final phase refitting the base in 150 steps (the default before
+    # Levenberg-Marquardt).
+    'adam': fit.FitConfig(base_solver='adam', refit_base=True,
+                          final_steps=150),
     'gauss_newton': fit.FitConfig(),
 }
 
@@ -159,8 +162,8 @@ def main(argv):
         print(step, name, {k: round(v, 3) for k, v in rows[name].items()},
               flush=True)
         # Written after every row, so a long run can be resumed.
-        results['fitters'] = {n: repr(dataclasses.asdict(FITTERS[n]))
-                              for n in _FITTERS.value}
+        results.setdefault('fitters', {}).update(
+            {n: repr(dataclasses.asdict(FITTERS[n])) for n in _FITTERS.value})
         image_io.atomic_write_bytes(_OUTPUT.value,
                                     json.dumps(results, indent=1).encode(),
                                     overwrite=True)

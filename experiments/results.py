@@ -48,7 +48,7 @@ _RERUN = flags.DEFINE_bool('rerun', False, 'Redo steps whose outputs exist.')
 _BACKBONES = ('alexnet', 'light')
 _TITLES = {'alexnet': 'Regressor, AlexNet (width 0.25)',
            'light': 'Regressor, light backbone (width 0.5)',
-           'fitting': 'Per-image fitting (Levenberg-Marquardt + 150 steps)',
+           'fitting': 'Per-image fitting (Levenberg-Marquardt + 60 steps)',
            'fitting_from_truth': ('Per-image fitting, final phase only, '
                                   'from the true base parameters'),
            'truth_base': 'True base-level parameters (the base level\'s floor)'}

@@ -13,6 +13,7 @@ from mofa_ml.learning import network
 from mofa_ml.learning import objective
 from mofa_ml.reconstruction import fit
 from mofa_ml.rendering import camera
+from mofa_ml.rendering import mesh
 
 # Ladder step (a): in-space, frontal, ambient light, grey background.
 STEP_A = synthetic.SyntheticConfig(out_of_space=False, max_yaw=0.0,
@@ -95,10 +96,38 @@ def test_the_final_phase_keeps_the_prior_at_stage_one_strength():
   stage2 = objective.paper_weights('stage2')
   weights = dict(fit.final_phase_loss().weights)
   assert weights['reg'] == stage1['reg']
-  for name in ('smo', 'ref', 'glo', 'sta'):  # effective weights unchanged
+  for name in ('smo', 'ref', 'sta'):  # effective weights unchanged
     np.testing.assert_allclose(weights['reg'] * weights[name],
                                stage2['reg'] * stage2[name], rtol=1e-9)
+  # The global constancy at its stage-1 effective weight (see the docstring).
+  np.testing.assert_allclose(weights['reg'] * weights['glo'],
+                             stage1['reg'] * stage2['glo'], rtol=1e-9)
   assert weights['photo'] == stage2['photo']
+
+
+def test_final_phase_moves_vertices_along_the_base_normals_only(ict_model):
+  model = ict_model
+  layout = layout_lib.ParameterLayout.for_model(model)
+  intrinsics = camera.default_intrinsics()
+  face = jax.device_get(synthetic.generate_batch(
+      jax.random.PRNGKey(3), model, layout, intrinsics,
+      synthetic.SyntheticConfig(), 1))
+  truth = layout_lib.ParameterLayout.for_model(model, 0, False).split(
+      jnp.asarray(face['params'][0]))
+  start = 0.3 * jax.random.normal(jax.random.PRNGKey(0),
+                                  (model.num_vertices, 3))
+  result = fit.fit_face(
+      model, intrinsics, jnp.asarray(face['image'][0]),
+      jnp.asarray(face['landmarks'][0]),
+      jnp.asarray(face['landmark_confidence'][0]),
+      fit.FitConfig(base_steps=0, final_steps=10),
+      network.Prediction(truth, start, jnp.zeros_like(start)))
+  base = model.geometry(result.params.shape, result.params.expression)
+  normals = mesh.vertex_normals(base, model.triangles)
+  moved = result.geometry_offsets - start  # a start's offsets are kept
+  along = jnp.sum(moved * normals, -1)
+  assert float(jnp.abs(along).max()) > 0.05  # mm: the correctives moved
+  np.testing.assert_allclose(moved, along[:, None] * normals, atol=1e-5)
 
 
 def test_raster_support_makes_the_truth_photometrically_exact(ict_model):
