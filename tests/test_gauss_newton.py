@@ -131,6 +131,30 @@ def _total(s, raw):
       jax.random.PRNGKey(0))['total'])
 
 
+def test_prior_weights_are_the_objectives_prior(setting):
+  """The normal matrix's prior equals the objective's prior terms, with the
+  fit's tighter expression prior."""
+  s = setting
+  loss = s['loss']
+  assert loss.expression_prior_std < 1.0
+  raw = s['raw'] + jax.random.normal(jax.random.PRNGKey(2), s['raw'].shape)
+  zeros = jnp.zeros((s['model'].num_vertices, 3))
+  terms = objective.face_objective(
+      s['model'], s['intrinsics'], loss,
+      s['layout'].split(s['scaling'].offset + s['scaling'].scale * raw),
+      zeros, zeros, s['problem'].image, s['problem'].landmarks,
+      s['problem'].confidence, jax.random.PRNGKey(0))
+  prior = loss.weight('reg') * (terms['std_geometry'] + loss.weight('rstd') *
+                                terms['std_reflectance'])
+  weights = gauss_newton.prior_weights(s['layout'], loss)
+  np.testing.assert_allclose(float(jnp.sum(weights * raw**2)), float(prior),
+                             rtol=1e-4)
+  expression = slice(*s['layout'].offsets['expression'])
+  shape = slice(*s['layout'].offsets['shape'])
+  np.testing.assert_allclose(
+      weights[expression], weights[shape][0] / loss.expression_prior_std**2)
+
+
 def test_schedule_entries_are_checked():
   with pytest.raises(ValueError, match='landmarks or all'):
     gauss_newton._runs((('photo', 1.0),))  # pylint: disable=protected-access

@@ -93,6 +93,9 @@ class LossConfig:
     raster_correction: with 'raster', compare the photo with the rendered
       picture's colour at each vertex (a constant offset) rather than the
       vertex's own.
+    expression_prior_std: the statistical prior's standard deviation of the
+      expression coefficients in units of the model's sigmas (1: the
+      paper's E_std).
   """
   weights: Tuple[Tuple[str, float], ...]
   final_level: bool = False
@@ -104,6 +107,7 @@ class LossConfig:
   visibility: str = 'backface'
   depth_tolerance_mm: float = 1.0
   raster_correction: bool = False
+  expression_prior_std: float = 1.0
 
   def __post_init__(self):
     if self.visibility not in ('backface', 'raster'):
@@ -163,9 +167,10 @@ TERMS = (
     Term('photo_base', lambda face, _: losses.photometric(
         face.observed_base, face.base.colors, face.visible_base), 'base',
          'photo', (1.9, 0.2)),
-    Term('std_geometry', lambda face, _: losses.statistical_geometry(
+    Term('std_geometry', lambda face, config: losses.statistical_geometry(
         face.params.shape, face.params.expression, face.model.shape_sigma,
-        face.model.expression_sigma), 'base', 'reg', (3e-5, 0.003)),
+        face.model.expression_sigma * config.expression_prior_std), 'base',
+         'reg', (3e-5, 0.003)),
     Term('std_reflectance', lambda face, _: losses.statistical_reflectance(
         face.params.reflectance, face.model.reflectance_sigma), 'base',
          'rstd', (0.002, 0.002), 'reg'),

@@ -106,8 +106,12 @@ class FitConfig:
   reflectance_learning_rate: float = 0.005
   final_rate_fraction: float = 0.01
   support_every: int = 25
+  # The expression prior at 0.3 sigma: with the model's own sigmas (those of
+  # its extreme blendshapes) the expression took up what the shape and the
+  # out-of-space detail should explain (docs/results.md).
   base_loss: objective.LossConfig = objective.LossConfig.for_stage(
-      'stage1', raster_correction=True, **FIT_LOSS_OPTIONS)
+      'stage1', raster_correction=True, expression_prior_std=0.3,
+      **FIT_LOSS_OPTIONS)
   final_loss: objective.LossConfig = final_phase_loss(**FIT_LOSS_OPTIONS)
   refit_base: bool = False
   # Keep identity (shape and reflectance coefficients, corrective fields)
