@@ -5,11 +5,11 @@ Two phases on one face, jitted together:
      under the stage-1 loss (landmarks, base photometric term, prior), by
      Levenberg-Marquardt (`gauss_newton`) or Adam;
   2. final: per-vertex corrective displacements along the base normals (mm)
-     and reflectance offsets and the final light, by Adam (decaying rates) under the stage-2
-     loss, whose smoothness,
-     stabilization and reflectance-sparsity terms regularise them as in
-     training (the correctives here are per image instead of coming from
-     the learned corrective space).
+     and reflectance offsets and the final light, by Adam (decaying rates)
+     under the stage-2 loss, whose smoothness, stabilization and
+     reflectance-sparsity terms regularise them as in training (the
+     correctives here are per image instead of coming from the learned
+     corrective space).
 Without a regressor's prediction (`initial`), the fit starts from the mean
 face at the pose that best explains the landmarks (`landmark_pose`).
 """
