@@ -13,6 +13,27 @@ os.environ.setdefault('MOFA_COMPILATION_CACHE',
                       os.path.join(tempfile.gettempdir(), 'mofa_test_jax'))
 
 
+def pytest_addoption(parser):
+  parser.addoption(
+      '--heavy', action='store_true',
+      help='Also run the tests marked heavy (minutes each: training, '
+      'notebooks, an 8000 x 6000 photo, fresh interpreters); .ci/run does.')
+
+
+def pytest_configure(config):
+  config.addinivalue_line(
+      'markers', 'heavy: minutes on 2 CPU cores; runs only with --heavy.')
+
+
+def pytest_collection_modifyitems(config, items):
+  if config.getoption('--heavy'):
+    return
+  heavy = [item for item in items if 'heavy' in item.keywords]
+  if heavy:
+    config.hook.pytest_deselected(items=heavy)
+    items[:] = [item for item in items if 'heavy' not in item.keywords]
+
+
 @pytest.fixture(scope='session')
 def ict_model():
   return face_model.load_face_model()

@@ -6,6 +6,8 @@ import pathlib
 import subprocess
 import sys
 
+import pytest
+
 PACKAGE = pathlib.Path(__file__).resolve().parent.parent / 'mofa_ml'
 
 # Lower layers never import higher ones (module-level imports).
@@ -77,6 +79,7 @@ def test_layers_only_import_downwards_and_there_is_no_cycle():
     visit(module, [])
 
 
+@pytest.mark.heavy
 def test_every_module_imports_alone():
   names = [name for name, _ in _modules()]
   # One fresh interpreter per module: an import cycle that a previously

@@ -41,7 +41,7 @@ def setting(ict_model):
   loss = fit.FitConfig().base_loss
   zeros = jnp.zeros((ict_model.num_vertices, 3))
   support = objective.supports(ict_model, intrinsics, loss, truth, zeros,
-                               zeros, problem.image.shape)
+                               zeros, problem.image)
   return dict(model=ict_model, layout=layout, scaling=scaling,
               intrinsics=intrinsics, raw=raw, problem=problem, loss=loss,
               support=support, truth=truth, vertices=face['vertices'][0])
@@ -109,6 +109,40 @@ def test_jacobian_rows_match_autodiff_of_the_rendering(setting):
                   marks(raw[columns] - delta)).reshape(-1) / (2 * step)
     np.testing.assert_allclose(found.landmark_jacobian[inner, index],
                                difference[inner], rtol=2e-2, atol=2e-2)
+
+
+def test_photometric_rows_follow_the_supports_weights(setting):
+  """With fractional support weights (`LossConfig.outlier_sigmas`), the
+  weighted rows' gradient 2 J^T W r is the exact photometric term's."""
+  s = setting
+  model, layout, scaling = s['model'], s['layout'], s['scaling']
+  raw = s['raw'] + 0.05 * jax.random.normal(jax.random.PRNGKey(3),
+                                            s['raw'].shape)
+  fraction = jax.random.uniform(jax.random.PRNGKey(4), (model.num_vertices,),
+                                minval=0.1, maxval=1.0)
+  base = s['support'][0]
+  support = (base._replace(visible=base.visible * fraction),
+             s['support'][1])
+  columns = gauss_newton.free_columns(layout, gauss_newton.BASE_GROUPS)
+  found = jax.jit(lambda r: gauss_newton.rows(
+      model, s['intrinsics'], s['loss'], layout, scaling, s['problem'], r,
+      support, columns, 1e-6, model.num_vertices))(raw)
+  weighted = jnp.repeat(found.photo_weight, 3) * found.photo_residual.reshape(
+      -1)
+  from_rows = 2.0 * found.photo_jacobian.T @ weighted
+  zeros = jnp.zeros((model.num_vertices, 3))
+
+  def photometric(raw_free):
+    params = layout.split(scaling.offset + scaling.scale *
+                          raw.at[columns].set(raw_free))
+    return s['loss'].weight('photo') * objective.face_objective(
+        model, s['intrinsics'], s['loss'], params, zeros, zeros,
+        s['problem'].image, s['problem'].landmarks, s['problem'].confidence,
+        jax.random.PRNGKey(0), support)['photo_base']
+
+  exact = jax.grad(photometric)(raw[columns])
+  np.testing.assert_allclose(from_rows, exact, rtol=2e-2,
+                             atol=2e-2 * float(jnp.abs(exact).max()))
 
 
 def test_an_iteration_lowers_the_exact_objective(setting):

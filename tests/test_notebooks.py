@@ -15,6 +15,7 @@ def test_there_are_notebooks():
   assert NOTEBOOKS
 
 
+@pytest.mark.heavy
 @pytest.mark.parametrize('path', NOTEBOOKS, ids=os.path.basename)
 def test_notebook_executes(path, tmp_path):
   notebook = nbformat.read(path, as_version=4)

@@ -11,6 +11,7 @@ import sys
 import time
 
 import numpy as np
+import pytest
 
 from mofa_ml import image_io
 from mofa_ml import samples
@@ -258,6 +259,7 @@ def test_prepare_with_nothing_accepted_names_the_report(tmp_path):
   assert report['faces']['train'] == 0 and report['rejected'] == 1
 
 
+@pytest.mark.heavy
 def test_an_8000_by_6000_photo_fits_in_bounded_memory(tmp_path):
   import PIL.Image  # pylint: disable=g-import-not-at-top
   path = tmp_path / 'large.jpg'

@@ -242,6 +242,7 @@ def test_data_parallel_on_four_cpu_devices_matches_one(tiny_data_dir,
   np.testing.assert_allclose(report['losses'], one['losses'], rtol=1e-4)
 
 
+@pytest.mark.heavy
 def test_smoke_config_learns_both_levels(tmp_path_factory):
   """A few hundred CPU steps: losses fall and the final level wins."""
   config = load_config('smoke')

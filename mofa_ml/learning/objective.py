@@ -96,6 +96,10 @@ class LossConfig:
     expression_prior_std: the statistical prior's standard deviation of the
       expression coefficients in units of the model's sigmas (1: the
       paper's E_std).
+    outlier_sigmas: 0 (the paper's), or weigh the base level's photometric
+      term per vertex by how well the reflectance model explains the photo
+      there, k = this many prior sigmas
+      (`photometric_support.reflectance_outlier_weights`).
   """
   weights: Tuple[Tuple[str, float], ...]
   final_level: bool = False
@@ -108,6 +112,7 @@ class LossConfig:
   depth_tolerance_mm: float = 1.0
   raster_correction: bool = False
   expression_prior_std: float = 1.0
+  outlier_sigmas: float = 0.0
 
   def __post_init__(self):
     if self.visibility not in ('backface', 'raster'):
@@ -224,29 +229,40 @@ def paper_weights(stage: str) -> Dict[str, float]:
 
 def level_support(model: fm.FaceModel, config: LossConfig,
                   rendering: formation.PointRendering,
-                  surface: levels.Surface,
-                  image_shape) -> photometric_support.Support:
-  """One level's photometric support (constants) under `config`."""
+                  surface: levels.Surface, image: jax.Array,
+                  base: bool) -> photometric_support.Support:
+  """One level's photometric support (constants) under `config`; `base`:
+  the base level (the only one `outlier_sigmas` weighs: the final level's
+  reflectance correctives are there to explain what the model cannot)."""
   if config.visibility == 'backface':
-    return photometric_support.backface_support(rendering)
-  return photometric_support.raster_support(
-      model, rendering, surface.reflectance, surface.sh, image_shape[0],
-      image_shape[1], config.depth_tolerance_mm, config.raster_correction)
+    support = photometric_support.backface_support(rendering)
+  else:
+    support = photometric_support.raster_support(
+        model, rendering, surface.reflectance, surface.sh, image.shape[0],
+        image.shape[1], config.depth_tolerance_mm, config.raster_correction)
+  if base and config.outlier_sigmas > 0:
+    observed, inside = formation.sample_image(image, rendering.pixels)
+    support = support._replace(
+        visible=support.visible * photometric_support.
+        reflectance_outlier_weights(model, rendering, observed,
+                                    support.visible * inside, surface.sh,
+                                    config.outlier_sigmas))
+  return support
 
 
 def supports(model: fm.FaceModel, intrinsics: camera.Intrinsics,
              config: LossConfig, params: layout_lib.FaceParams,
              geometry_offsets: jax.Array, reflectance_offsets: jax.Array,
-             image_shape) -> Tuple[photometric_support.Support,
-                                   photometric_support.Support]:
+             image: jax.Array) -> Tuple[photometric_support.Support,
+                                        photometric_support.Support]:
   """(base, final) photometric supports at an estimate, for callers that
   hold them fixed over several steps (they are constants anyway)."""
   return tuple(
       level_support(model, config,
                     levels.render(model, surface, params, intrinsics),
-                    surface, image_shape)
-      for surface in levels.surfaces(model, params, geometry_offsets,
-                                     reflectance_offsets))
+                    surface, image, index == 0)
+      for index, surface in enumerate(levels.surfaces(
+          model, params, geometry_offsets, reflectance_offsets)))
 
 
 def face_objective(model: fm.FaceModel, intrinsics: camera.Intrinsics,
@@ -286,7 +302,7 @@ def face_objective(model: fm.FaceModel, intrinsics: camera.Intrinsics,
     vertices and which of them the photometric term uses."""
     rendering = levels.render(model, surface, params, intrinsics)
     level = support[index] if support else level_support(
-        model, config, rendering, surface, image.shape)
+        model, config, rendering, surface, image, index == 0)
     rendering = rendering._replace(colors=rendering.colors + level.correction)
     observed, inside = formation.sample_image(image, rendering.pixels)
     return rendering, observed, level.visible * inside
@@ -320,10 +336,12 @@ def face_objective(model: fm.FaceModel, intrinsics: camera.Intrinsics,
   result['landmark_error_px'] = jnp.sum(
       counted * jnp.linalg.norm(detected - face.projected, axis=-1)
   ) / jnp.maximum(jnp.sum(counted), 1)
+  # The metrics count every compared vertex alike, whatever its weight.
   result['photometric_error_base'] = metrics.photometric_error(
-      observed_base, base.colors, visible_base)
+      observed_base, base.colors, visible_base > 0)
   result['photometric_error_final'] = zero if final is None else (
-      metrics.photometric_error(observed_final, final.colors, visible_final))
+      metrics.photometric_error(observed_final, final.colors,
+                                visible_final > 0))
   return result
 
 

@@ -99,7 +99,7 @@ def refine(model: fm.FaceModel, to_coefficients: jax.Array,
   variables = (start, params.shape / sigma)
   support = objective.supports(model, intrinsics, loss, face(variables),
                                geometry_offsets, reflectance_offsets,
-                               image.shape)
+                               image)
   total = lambda v: terms(v, support)['total'] + config.sparsity * jnp.sum(
       v[0])
   optimizer = optax.adam(optax.cosine_decay_schedule(

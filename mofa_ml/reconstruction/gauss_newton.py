@@ -147,8 +147,8 @@ class Rows(NamedTuple):
     photo_vertices: (S,) the sampled vertices of the photometric rows.
     photo_residual: (S, 3) photo - picture-corrected model colour.
     photo_jacobian: (3 S, P) d photo_residual / d raw (free columns).
-    photo_weight: (S,) IRLS weights (0 for unused samples), scaled up from
-      the sample to every visible vertex.
+    photo_weight: (S,) IRLS weights times the support's weights (0 for
+      unused samples), scaled up from the sample to every visible vertex.
     landmark_residual: (68, 2) projected - detected, pixels.
     landmark_jacobian: (136, P).
     landmark_weight: (68,) confidence / (count unit^2).
@@ -197,7 +197,7 @@ def rows(model: fm.FaceModel, intrinsics: camera.Intrinsics,
   order = np.random.default_rng(0).permutation(model.num_vertices)
   chosen = jnp.asarray(order)[jnp.nonzero(visible[order] > 0,
                                           size=sample_size)[0]]
-  count = jnp.sum(visible)
+  count = jnp.sum(visible > 0)
   normals = mesh.vertex_normals(surface.vertices, model.triangles)[chosen]
   if mode_normals is None:
     mode_normals = normal_derivatives(model, surface.vertices)
@@ -220,7 +220,7 @@ def rows(model: fm.FaceModel, intrinsics: camera.Intrinsics,
   derivatives = jax.jacfwd(photo, argnums=tuple(range(6)))(*local)
   distance = jnp.sqrt(jnp.sum(photo_residual**2, -1))
   used = jnp.arange(sample_size) < count
-  photo_weight = used * loss.weight('photo') / (
+  photo_weight = used * visible[chosen] * loss.weight('photo') / (
       2.0 * model.num_vertices * jnp.maximum(distance, irls_epsilon)) * (
           count / jnp.maximum(jnp.minimum(count, sample_size), 1))
   photo_jacobian = _with_coefficients(
@@ -340,7 +340,7 @@ def solve(model: fm.FaceModel, intrinsics: camera.Intrinsics,
     support = objective.supports(
         model, intrinsics, loss,
         layout.split(scaling.offset + scaling.scale * raw), zeros, zeros,
-        problem.image.shape)
+        problem.image)
     if use_photo:
       mode_normals = jax.lax.cond(
           refresh, lambda: normal_derivatives(model, geometry(raw)),
