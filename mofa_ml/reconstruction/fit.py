@@ -111,11 +111,10 @@ class FitConfig:
   # own sigmas, those of its extreme blendshapes, the expression took up
   # what the shape and the out-of-space detail should explain); the
   # photometric term weighted by how well the reflectance model explains
-  # each vertex (beards, make-up); landmarks in 16 px units (24 in
-  # training), 2.25 times stronger.
+  # each vertex (beards, make-up).
   base_loss: objective.LossConfig = objective.LossConfig.for_stage(
       'stage1', raster_correction=True, expression_prior_std=0.3,
-      outlier_sigmas=1.5, landmark_unit_px=16.0, **FIT_LOSS_OPTIONS)
+      outlier_sigmas=1.5, **FIT_LOSS_OPTIONS)
   final_loss: objective.LossConfig = final_phase_loss(**FIT_LOSS_OPTIONS)
   refit_base: bool = False
   # Keep identity (shape and reflectance coefficients, corrective fields)
