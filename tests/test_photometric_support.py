@@ -3,9 +3,11 @@
 import jax
 import jax.numpy as jnp
 import numpy as np
+import pytest
 
 from mofa_ml.facemodel import layout as layout_lib
 from mofa_ml.facemodel import levels
+from mofa_ml.learning import objective
 from mofa_ml.learning import photometric_support
 from mofa_ml.rendering import camera
 from mofa_ml.rendering import shading
@@ -61,3 +63,8 @@ def test_outlier_weights_mute_a_beard(ict_model):
   assert (beard & visible).sum() > 300
   assert np.median(found[beard & visible]) < 0.1
   assert found[~beard & visible].min() > 0.99
+
+
+def test_a_negative_tolerance_is_refused():
+  with pytest.raises(ValueError, match='outlier_sigmas'):
+    objective.LossConfig.for_stage('stage1', outlier_sigmas=-1.0)

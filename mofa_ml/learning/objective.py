@@ -115,6 +115,9 @@ class LossConfig:
   outlier_sigmas: float = 0.0
 
   def __post_init__(self):
+    if self.outlier_sigmas < 0:
+      raise ValueError(f'outlier_sigmas is 0 (off) or positive, not '
+                       f'{self.outlier_sigmas}')
     if self.visibility not in ('backface', 'raster'):
       raise ValueError(f'visibility is backface or raster, not '
                        f'{self.visibility!r}')

@@ -118,6 +118,8 @@ def reflectance_outlier_weights(model: fm.FaceModel,
   Returns:
     (N,) weights, without gradient.
   """
+  # Floored: where the shading is near 0, the albedo a vertex would need is
+  # the photo's noise over a tiny number.
   irradiance = jnp.maximum(shading.irradiance(
       jax.lax.stop_gradient(rendering.normals), jax.lax.stop_gradient(sh)),
                            0.05)
