@@ -52,7 +52,8 @@ def test_outlier_weights_mute_a_beard(ict_model):
   rendering, sh = _frontal_lit_face(ict_model)
   visible = np.asarray(rendering.visible) > 0
   # Dark hair on the lower face (below the mouth corners' height).
-  mouth = ict_model.mean_shape[ict_model.landmark_vertices[np.array([48, 54])], 1]
+  corners = ict_model.landmark_vertices[np.array([48, 54])]
+  mouth = ict_model.mean_shape[corners, 1]
   beard = np.asarray(ict_model.mean_shape[:, 1] < mouth.mean())
   hair = jnp.broadcast_to(jnp.asarray([0.1, 0.08, 0.07]),
                           ict_model.mean_reflectance.shape)
