@@ -167,10 +167,10 @@ def _total(s, raw):
 
 def test_prior_weights_are_the_objectives_prior(setting):
   """The normal matrix's prior equals the objective's prior terms, with the
-  fit's tighter expression prior."""
+  fit's looser shape and tighter expression priors."""
   s = setting
   loss = s['loss']
-  assert loss.expression_prior_std < 1.0
+  assert loss.expression_prior_std < 1.0 < loss.shape_prior_std
   raw = s['raw'] + jax.random.normal(jax.random.PRNGKey(2), s['raw'].shape)
   zeros = jnp.zeros((s['model'].num_vertices, 3))
   terms = objective.face_objective(
@@ -186,7 +186,11 @@ def test_prior_weights_are_the_objectives_prior(setting):
   expression = slice(*s['layout'].offsets['expression'])
   shape = slice(*s['layout'].offsets['shape'])
   np.testing.assert_allclose(
-      weights[expression], weights[shape][0] / loss.expression_prior_std**2)
+      weights[expression], loss.weight('reg') / loss.expression_prior_std**2,
+      rtol=1e-6)
+  np.testing.assert_allclose(
+      weights[shape], loss.weight('reg') / loss.shape_prior_std**2,
+      rtol=1e-6)
 
 
 def test_schedule_entries_are_checked():

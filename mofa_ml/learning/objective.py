@@ -93,9 +93,9 @@ class LossConfig:
     raster_correction: with 'raster', compare the photo with the rendered
       picture's colour at each vertex (a constant offset) rather than the
       vertex's own.
-    expression_prior_std: the statistical prior's standard deviation of the
-      expression coefficients in units of the model's sigmas (1: the
-      paper's E_std).
+    shape_prior_std, expression_prior_std: the statistical prior's standard
+      deviations of the shape and of the expression coefficients in units
+      of the model's sigmas (1: the paper's E_std).
     outlier_sigmas: 0 (the paper's), or weigh the base level's photometric
       term per vertex by how well the reflectance model explains the photo
       there, k = this many prior sigmas
@@ -111,6 +111,7 @@ class LossConfig:
   visibility: str = 'backface'
   depth_tolerance_mm: float = 1.0
   raster_correction: bool = False
+  shape_prior_std: float = 1.0
   expression_prior_std: float = 1.0
   outlier_sigmas: float = 0.0
 
@@ -176,7 +177,8 @@ TERMS = (
         face.observed_base, face.base.colors, face.visible_base), 'base',
          'photo', (1.9, 0.2)),
     Term('std_geometry', lambda face, config: losses.statistical_geometry(
-        face.params.shape, face.params.expression, face.model.shape_sigma,
+        face.params.shape, face.params.expression,
+        face.model.shape_sigma * config.shape_prior_std,
         face.model.expression_sigma * config.expression_prior_std), 'base',
          'reg', (3e-5, 0.003)),
     Term('std_reflectance', lambda face, _: losses.statistical_reflectance(

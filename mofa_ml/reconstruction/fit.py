@@ -109,12 +109,14 @@ class FitConfig:
   # Calibrated on the synthetic benchmark's validation split
   # (docs/results.md): the expression prior at 0.3 sigma (with the model's
   # own sigmas, those of its extreme blendshapes, the expression took up
-  # what the shape and the out-of-space detail should explain); the
+  # what the shape and the out-of-space detail should explain); the shape
+  # prior at 1.4 sigma (at 1 sigma the worst-fitted faces kept a fifth to a
+  # half of their identity's energy, sum (alpha / sigma)^2); the
   # photometric term weighted by how well the reflectance model explains
   # each vertex (beards, make-up).
   base_loss: objective.LossConfig = objective.LossConfig.for_stage(
-      'stage1', raster_correction=True, expression_prior_std=0.3,
-      outlier_sigmas=1.5, **FIT_LOSS_OPTIONS)
+      'stage1', raster_correction=True, shape_prior_std=1.4,
+      expression_prior_std=0.3, outlier_sigmas=1.5, **FIT_LOSS_OPTIONS)
   final_loss: objective.LossConfig = final_phase_loss(**FIT_LOSS_OPTIONS)
   refit_base: bool = False
   # Keep identity (shape and reflectance coefficients, corrective fields)

@@ -281,7 +281,7 @@ def prior_weights(layout: layout_lib.ParameterLayout,
   and light)."""
   weights = np.zeros(layout.size, np.float32)
   reg = loss.weight('reg')
-  for name, value in (('shape', reg),
+  for name, value in (('shape', reg / loss.shape_prior_std**2),
                       ('expression', reg / loss.expression_prior_std**2),
                       ('reflectance', reg * loss.weight('rstd'))):
     weights[slice(*layout.offsets[name])] = value
