@@ -193,6 +193,12 @@ def test_prior_weights_are_the_objectives_prior(setting):
       rtol=1e-6)
 
 
+@pytest.mark.parametrize('name', ['shape_prior_std', 'expression_prior_std'])
+def test_a_prior_std_of_zero_is_refused(name):
+  with pytest.raises(ValueError, match=name):
+    objective.LossConfig.for_stage('stage1', **{name: 0.0})
+
+
 def test_schedule_entries_are_checked():
   with pytest.raises(ValueError, match='landmarks or all'):
     gauss_newton._runs((('photo', 1.0),))  # pylint: disable=protected-access

@@ -116,6 +116,9 @@ class LossConfig:
   outlier_sigmas: float = 0.0
 
   def __post_init__(self):
+    for name in ('shape_prior_std', 'expression_prior_std'):
+      if getattr(self, name) <= 0:
+        raise ValueError(f'{name} is positive, not {getattr(self, name)}')
     if self.outlier_sigmas < 0:
       raise ValueError(f'outlier_sigmas is 0 (off) or positive, not '
                        f'{self.outlier_sigmas}')
