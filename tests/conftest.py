@@ -17,7 +17,8 @@ def pytest_addoption(parser):
   parser.addoption(
       '--heavy', action='store_true',
       help='Also run the tests marked heavy (minutes each: training, '
-      'notebooks, an 8000 x 6000 photo, fresh interpreters); .ci/run does.')
+      'notebooks, an 8000 x 6000 photo, fresh interpreters, a video, '
+      'regressor checkpoints); .ci/run does.')
 
 
 def pytest_configure(config):

@@ -189,6 +189,7 @@ def test_bad_inputs_give_one_line_and_keep_other_results(tmp_path):
   assert 'Traceback' not in no_checkpoint.stderr
 
 
+@pytest.mark.heavy
 def test_regressor_checkpoints_are_used_or_refused(tiny_data_dir, tmp_path):
   sys.path.insert(0, os.path.dirname(__file__))
   import test_face_model  # pylint: disable=g-import-not-at-top
@@ -214,6 +215,7 @@ def test_regressor_checkpoints_are_used_or_refused(tiny_data_dir, tmp_path):
   assert 'Traceback' not in refused.stderr
 
 
+@pytest.mark.heavy
 def test_video_shares_identity_smooths_and_writes_an_overlay_video(tmp_path):
   import cv2  # pylint: disable=g-import-not-at-top
   takeo = image_io.to_uint8(image_io.load_image(
