@@ -193,6 +193,9 @@ def test_bfm09_loader_matches_the_file_and_gives_257_plus_2c(tmp_path):
   top = np.argmax(mean[:, 2])
   assert normals[top, 2] > 0.9
   assert model.contour_candidates.shape[0] == 17
+  harmonics = np.asarray(model.surface_harmonics, np.float64)
+  assert harmonics.shape == (n, 40)
+  np.testing.assert_allclose(harmonics.T @ harmonics, np.eye(40), atol=1e-4)
 
 
 def test_bfm09_loader_errors_name_the_problem(tmp_path):

@@ -85,3 +85,22 @@ def test_restrict_triangles_and_edges():
   np.testing.assert_array_equal(
       mesh.unique_edges(np.array([[0, 1, 2], [2, 1, 3]])),
       [[0, 1], [0, 2], [1, 2], [1, 3], [2, 3]])
+
+
+def test_manifold_harmonics_of_a_sphere_are_constant_then_linear():
+  # On a sphere of radius r the Laplace-Beltrami eigenfunctions are the
+  # spherical harmonics: the constant (eigenvalue 0), then x, y, z (2 / r^2).
+  radius = 50.0
+  unit, triangles = mesh.icosphere(3)
+  harmonics = mesh.manifold_harmonics(unit * radius, triangles, 6)
+  fields, eigenvalues = harmonics['fields'], harmonics['eigenvalues']
+  chex.assert_shape(fields, (len(unit), 6))
+  np.testing.assert_allclose(fields.T @ fields, np.eye(6), atol=1e-8)
+  np.testing.assert_allclose(fields[:, 0], 1.0 / np.sqrt(len(unit)),
+                             rtol=1e-6)
+  np.testing.assert_allclose(eigenvalues[0], 0.0, atol=1e-8)
+  np.testing.assert_allclose(eigenvalues[1:4], 2.0 / radius**2, rtol=0.02)
+  assert eigenvalues[4] > 2.5 * eigenvalues[3]  # 6 / r^2 next
+  # Fields 1-3 span the coordinate functions.
+  solution, *_ = np.linalg.lstsq(unit, fields[:, 1:4], rcond=None)
+  np.testing.assert_allclose(unit @ solution, fields[:, 1:4], atol=1e-3)

@@ -15,6 +15,9 @@ from mofa_ml.facemodel import landmarks as lm
 from mofa_ml.rendering import mesh
 
 DM_TO_MM = 100.0
+# Manifold harmonics computed at load: more than the fit's corrective modes
+# (`fit.FitConfig.corrective_harmonics`); each one costs load time.
+NUM_SURFACE_HARMONICS = 40
 
 _BFM_KEYS = ('meanshape', 'idBase', 'exBase', 'meantex', 'texBase', 'tri',
              'keypoints')
@@ -99,6 +102,9 @@ def load(path: str) -> Dict[str, Any]:
       contour_candidates=jnp.asarray(candidates),
       contour_mask=jnp.asarray(candidate_mask),
       skin_vertices=jnp.asarray(np.flatnonzero(skin), jnp.int32),
+      surface_harmonics=jnp.asarray(mesh.manifold_harmonics(
+          mean, triangles, min(NUM_SURFACE_HARMONICS, count - 2))['fields'],
+                                    jnp.float32),
       name='bfm09_front')
 
 

@@ -53,6 +53,9 @@ class FaceModel:
     contour_mask: (17, Kc) bool.
     skin_vertices: (M,) int32, the skin mask of the global reflectance
       constancy term (see `skin_mask` for the (N,) bool form).
+    surface_harmonics: (N, H) float32, the lowest manifold harmonics of the
+      mean shape (orthonormal columns, constant first): smooth scalar fields
+      on the surface (the fit's corrective displacement modes).
     name: static identifier, part of checkpoint compatibility checks.
   """
   mean_shape: jax.Array
@@ -70,6 +73,7 @@ class FaceModel:
   contour_candidates: jax.Array
   contour_mask: jax.Array
   skin_vertices: jax.Array
+  surface_harmonics: jax.Array
   name: str = flax.struct.field(pytree_node=False, default='unnamed')
 
   @property

@@ -87,7 +87,7 @@ def build_derived(source: Dict[str, np.ndarray],
       _pca_of_blendshapes(identity, num_shape))
   expression_combination, expression_sigma, expression_retained = (
       _pca_of_blendshapes(expression, len(expression)))
-  harmonics = reflectance_prior.manifold_harmonics(
+  harmonics = mesh.manifold_harmonics(
       neutral, triangles, num_harmonics)
   modes = reflectance_prior.select_modes(
       harmonics['eigenvalues'], front, num_reflectance)
@@ -161,6 +161,7 @@ def model_fields(source: Dict[str, np.ndarray],
       contour_mask=jnp.asarray(derived['contour_mask']),
       skin_vertices=jnp.asarray(np.flatnonzero(derived['skin_mask']),
                                 jnp.int32),
+      surface_harmonics=jnp.asarray(derived['reflectance_fields']),
       name=NAME)
 
 

@@ -19,10 +19,8 @@ applies no gamma, and neither does the BFM09 texture model).
 from typing import Dict
 
 import numpy as np
-import scipy.sparse.linalg
 
 from mofa_ml.facemodel import face_regions
-from mofa_ml.rendering import mesh
 
 SKIN_ALBEDO = np.array([0.70, 0.52, 0.42])
 LIP_ALBEDO = np.array([0.62, 0.36, 0.34])
@@ -48,34 +46,6 @@ def mean_reflectance(vertices: np.ndarray,
   albedo = SKIN_ALBEDO * (1 - lips) + LIP_ALBEDO * lips
   albedo = albedo * (1 - brows) + BROW_ALBEDO * brows
   return albedo.astype(np.float32)
-
-
-def manifold_harmonics(vertices: np.ndarray, triangles: np.ndarray,
-                       count: int) -> Dict[str, np.ndarray]:
-  """The `count` lowest manifold harmonics, orthonormalised.
-
-  Solves S phi = lambda A phi (cotangent stiffness S, lumped areas A) near
-  zero by shift-invert Lanczos with a fixed start vector, fixes each sign so
-  that the largest entry is positive, then orthonormalises in the Euclidean
-  sense (QR; the triangular factor keeps the span of every low-frequency
-  prefix) because the base model's modes must be orthonormal in R^3N.
-
-  Returns:
-    dict with 'fields' (N, count) float64 orthonormal columns, constant
-    first, and 'eigenvalues' (count,) in 1/mm^2, ascending.
-  """
-  stiffness, areas = mesh.cotangent_laplacian(vertices, triangles)
-  mass = scipy.sparse.diags(areas)
-  eigenvalues, vectors = scipy.sparse.linalg.eigsh(
-      stiffness, k=count, M=mass, sigma=-1e-6, which='LM',
-      v0=np.ones(len(areas)))
-  order = np.argsort(eigenvalues)
-  eigenvalues, vectors = eigenvalues[order], vectors[:, order]
-  largest = vectors[np.argmax(np.abs(vectors), axis=0), np.arange(count)]
-  vectors *= np.sign(largest)
-  fields, upper = np.linalg.qr(vectors)
-  fields *= np.sign(np.diag(upper))
-  return {'fields': fields, 'eigenvalues': np.maximum(eigenvalues, 0.0)}
 
 
 def select_modes(eigenvalues: np.ndarray, vertex_count: int,

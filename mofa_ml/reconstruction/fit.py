@@ -3,13 +3,17 @@
 Two phases on one face, jitted together:
   1. base: the normalised base parameters (see `layout.parameter_scaling`)
      under the stage-1 loss (landmarks, base photometric term, prior), by
-     Levenberg-Marquardt (`gauss_newton`) or Adam;
+     Levenberg-Marquardt (`gauss_newton`) or Adam. Levenberg-Marquardt
+     solves, jointly with them, smooth corrective displacements: the lowest
+     manifold harmonics of the mean shape along its normals, appended to
+     the identity modes with their own prior (`harmonic_model`), so that
+     detail the identity space lacks (bumps) need not bend the identity;
   2. final: per-vertex corrective displacements along the base normals (mm)
-     and reflectance offsets and the final light, by Adam (decaying rates)
-     under the stage-2 loss, whose smoothness, stabilization and
-     reflectance-sparsity terms regularise them as in training (the
-     correctives here are per image instead of coming from the learned
-     corrective space).
+     on top of the smooth ones, reflectance offsets and the final light, by
+     Adam (decaying rates) under the stage-2 loss, whose smoothness,
+     stabilization and reflectance-sparsity terms regularise them as in
+     training (the correctives here are per image instead of coming from the
+     learned corrective space).
 Without a regressor's prediction (`initial`), the fit starts from the mean
 face at the pose that best explains the landmarks (`landmark_pose`).
 """
@@ -85,6 +89,11 @@ class FitConfig:
       `continuation[1:]`; then, also from a prediction, `base_steps`
       iterations (default 8) at the loss's own weights.
     'adam': `base_steps` Adam steps (default 200).
+  With Levenberg-Marquardt, `corrective_harmonics` smooth displacement
+  modes (default 20; none for Adam or `fixed_identity`) are solved with the
+  base, their prior such that together they move a vertex by
+  `corrective_rms_mm` RMS (`harmonic_model`); their displacement starts the
+  final level's geometry.
   Final phase: `final_steps` Adam steps on the correctives and the final
   light (started at the base light); the base parameters stay fixed unless
   `refit_base`.
@@ -122,11 +131,22 @@ class FitConfig:
   # Keep identity (shape and reflectance coefficients, corrective fields)
   # at `initial`; fit pose, expression and light only (video frames).
   fixed_identity: bool = False
+  # Calibrated on the validation split (docs/results.md): 20 modes at 1.1
+  # mm RMS (times the base loss's shape_prior_std); 30 modes took identity
+  # from the base.
+  corrective_harmonics: Optional[int] = None
+  corrective_rms_mm: float = 1.1
 
   def __post_init__(self):
     if self.base_solver not in BASE_STEPS:
       raise ValueError(f'base_solver is gauss_newton or adam, not '
                        f'{self.base_solver!r}')
+    if self.base_solver == 'adam' and self.corrective_harmonics:
+      raise ValueError('corrective_harmonics are solved by gauss_newton '
+                       'only; use corrective_harmonics=0 with adam')
+    if self.corrective_rms_mm <= 0:
+      raise ValueError(f'corrective_rms_mm is positive, not '
+                       f'{self.corrective_rms_mm}')
 
   @property
   def base_step_count(self) -> int:
@@ -134,9 +154,46 @@ class FitConfig:
     return (BASE_STEPS[self.base_solver] if self.base_steps is None else
             self.base_steps)
 
+  @property
+  def harmonic_count(self) -> int:
+    """Smooth corrective modes solved with the base (0 with Adam or a
+    fixed identity, which they are part of)."""
+    if self.base_solver == 'adam' or self.fixed_identity:
+      return 0
+    return (DEFAULT_HARMONICS if self.corrective_harmonics is None else
+            self.corrective_harmonics)
+
 
 # Base-phase iterations at the loss's weights by default, per solver.
 BASE_STEPS = {'gauss_newton': 8, 'adam': 200}
+DEFAULT_HARMONICS = 20
+
+
+def harmonic_model(model: fm.FaceModel, count: int,
+                   rms_mm: float) -> fm.FaceModel:
+  """`model` with `count` smooth displacement modes after its identity modes.
+
+  Mode k moves every vertex along the mean shape's normal by the k-th
+  manifold harmonic (`model.surface_harmonics`), unit-norm in R^3N like
+  the identity modes; every mode's sigma is rms_mm sqrt(N / count), so that
+  together they displace a vertex by `rms_mm` RMS under the prior.
+
+  Raises:
+    ValueError: the model has fewer than `count` harmonics.
+  """
+  available = model.surface_harmonics.shape[1]
+  if count > available:
+    raise ValueError(f'{count} corrective harmonics asked for; the face '
+                     f'model has {available}')
+  if count == 0:
+    return model
+  normals = mesh.vertex_normals(model.mean_shape, model.triangles)
+  modes = model.surface_harmonics[:, :count].T[:, :, None] * normals
+  sigma = jnp.full(count, rms_mm * np.sqrt(model.num_vertices / count),
+                   jnp.float32)
+  return model.replace(
+      shape_basis=jnp.concatenate([model.shape_basis, modes]),
+      shape_sigma=jnp.concatenate([model.shape_sigma, sigma]))
 
 
 @functools.partial(jax.jit, static_argnames=('iterations',))
@@ -316,9 +373,18 @@ def _fit(model, scaling, intrinsics, image, landmarks, confidence, config,
       {'train': adam(config.learning_rate, steps),
        'fixed': optax.set_to_zero()}, ('train', 'fixed', 'fixed'))
   if config.base_solver == 'gauss_newton':
-    raw = gauss_newton.solve(
-        model, intrinsics, config.base_loss, layout, scaling,
-        gauss_newton.Problem(image, landmarks, confidence), raw,
+    count = config.harmonic_count
+    joint = harmonic_model(model, count, config.corrective_rms_mm)
+    shapes = model.num_shape
+    # The joint vectors: the smooth modes' entries after the identity's.
+    widen = lambda x, extra: jnp.concatenate([x[:shapes], extra, x[shapes:]])
+    joint_raw = gauss_newton.solve(
+        joint, intrinsics, config.base_loss, fit_layout(joint),
+        layout_lib.ParameterScaling(
+            widen(scaling.offset, jnp.zeros(count)),
+            widen(scaling.scale, joint.shape_sigma[shapes:])),
+        gauss_newton.Problem(image, landmarks, confidence),
+        widen(raw, jnp.zeros(count)),
         # From a prediction the landmark-only start would only drift.
         (('landmarks', config.continuation[0]),) * (
             config.landmark_iterations * (initial is None)) +
@@ -326,6 +392,10 @@ def _fit(model, scaling, intrinsics, image, landmarks, confidence, config,
               for _ in range(n * (initial is None))) +
         (('all', 1.0),) * config.base_step_count, config.fixed_identity,
         config.irls_epsilon, config.hessian_vertices)
+    smooth = joint_raw[shapes:shapes + count] * joint.shape_sigma[shapes:]
+    geometry = geometry + jnp.einsum('k,knd->nd', smooth,
+                                     joint.shape_basis[shapes:])
+    raw = jnp.concatenate([joint_raw[:shapes], joint_raw[shapes + count:]])
     variables = (raw, geometry, reflectance)
   else:
     variables = run((raw, geometry, reflectance), config.base_step_count,

@@ -1,17 +1,19 @@
 """Triangle-mesh topology and differential operators.
 
 Host-side helpers (NumPy) build fixed topology once per face model: sub-mesh
-extraction, padded 1-ring neighbourhoods and the cotangent Laplacian. The one
-per-step operation, area-weighted vertex normals, is a pure `jnp` function.
+extraction, padded 1-ring neighbourhoods, the cotangent Laplacian and its
+lowest eigenfunctions (manifold harmonics). The one per-step operation,
+area-weighted vertex normals, is a pure `jnp` function.
 """
 
-from typing import Tuple
+from typing import Dict, Tuple
 
 import chex
 import jax
 import jax.numpy as jnp
 import numpy as np
 import scipy.sparse
+import scipy.sparse.linalg
 
 
 def restrict_triangles(triangles: np.ndarray, vertex_count: int) -> np.ndarray:
@@ -110,6 +112,34 @@ def cotangent_laplacian(
   areas = np.bincount(t.ravel(), weights=np.repeat(face_areas, 3) / 3.0,
                       minlength=n)
   return stiffness, areas
+
+
+def manifold_harmonics(vertices: np.ndarray, triangles: np.ndarray,
+                       count: int) -> Dict[str, np.ndarray]:
+  """The `count` lowest manifold harmonics, orthonormalised.
+
+  Solves S phi = lambda A phi (cotangent stiffness S, lumped areas A) near
+  zero by shift-invert Lanczos with a fixed start vector, fixes each sign so
+  that the largest entry is positive, then orthonormalises in the Euclidean
+  sense (QR; the triangular factor keeps the span of every low-frequency
+  prefix) because the base model's modes must be orthonormal in R^3N.
+
+  Returns:
+    dict with 'fields' (N, count) float64 orthonormal columns, constant
+    first, and 'eigenvalues' (count,) in 1/mm^2, ascending.
+  """
+  stiffness, areas = cotangent_laplacian(vertices, triangles)
+  mass = scipy.sparse.diags(areas)
+  eigenvalues, vectors = scipy.sparse.linalg.eigsh(
+      stiffness, k=count, M=mass, sigma=-1e-6, which='LM',
+      v0=np.ones(len(areas)))
+  order = np.argsort(eigenvalues)
+  eigenvalues, vectors = eigenvalues[order], vectors[:, order]
+  largest = vectors[np.argmax(np.abs(vectors), axis=0), np.arange(count)]
+  vectors *= np.sign(largest)
+  fields, upper = np.linalg.qr(vectors)
+  fields *= np.sign(np.diag(upper))
+  return {'fields': fields, 'eigenvalues': np.maximum(eigenvalues, 0.0)}
 
 
 def vertex_normals(vertices: jax.Array, triangles: jax.Array) -> jax.Array:
