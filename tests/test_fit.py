@@ -9,10 +9,12 @@ import pytest
 
 from mofa_ml.data import synthetic
 from mofa_ml.evaluation import metrics
+from mofa_ml.facemodel import face_model as fm
 from mofa_ml.facemodel import layout as layout_lib
 from mofa_ml.learning import network
 from mofa_ml.learning import objective
 from mofa_ml.reconstruction import fit
+from mofa_ml.reconstruction import pose_start
 from mofa_ml.rendering import camera
 from mofa_ml.rendering import mesh
 
@@ -31,8 +33,8 @@ def test_landmark_pose_recovers_a_known_pose(ict_model):
       ict_model.mean_shape[ict_model.landmark_vertices],
       camera.pose_rotation(angles), translation)
   landmarks = camera.project(points, intrinsics)
-  rotation, found = fit.landmark_pose(ict_model, intrinsics, landmarks,
-                                      jnp.ones(68))
+  rotation, found = pose_start.landmark_pose(ict_model, intrinsics,
+                                             landmarks, jnp.ones(68))
   np.testing.assert_allclose(rotation, angles, atol=2e-3)
   np.testing.assert_allclose(found, translation, atol=1.0)  # mm at 1.15 m
 
@@ -95,7 +97,7 @@ def test_ladder_steps_a_and_b_stay_at_the_truth_and_beat_the_mean_face(
 def test_harmonic_model_appends_unit_displacements_along_the_normals(
     ict_model):
   model = ict_model
-  joint = fit.harmonic_model(model, 20, 0.8)
+  joint = fm.with_smooth_displacements(model, 20, 0.8)
   assert joint.num_shape == model.num_shape + 20
   np.testing.assert_array_equal(joint.shape_basis[:model.num_shape],
                                 model.shape_basis)
@@ -109,7 +111,7 @@ def test_harmonic_model_appends_unit_displacements_along_the_normals(
       jnp.sqrt(jnp.sum(sigma**2 * jnp.mean(jnp.sum(modes**2, -1), -1))),
       0.8, rtol=1e-5)
   with pytest.raises(ValueError, match='has 72'):
-    fit.harmonic_model(model, 73, 0.8)
+    fm.with_smooth_displacements(model, 73, 0.8)
 
 
 def test_corrective_harmonics_belong_to_levenberg_marquardt():
@@ -128,7 +130,7 @@ def test_smooth_correctives_take_up_what_the_identity_cannot(ict_model):
   # base 1.35 / 0.96 mm, base + smooth correctives 0.71 / 0.37, the truth's
   # own identity and expression 1.23 / 0.92, the mean face 5.6 / 3.5.
   model = ict_model
-  joint = fit.harmonic_model(model, fit.DEFAULT_HARMONICS, 1.5)
+  joint = fm.with_smooth_displacements(model, fit.DEFAULT_HARMONICS, 1.5)
   intrinsics = camera.default_intrinsics()
   faces = jax.device_get(synthetic.generate_batch(
       jax.random.PRNGKey(5), joint, layout_lib.ParameterLayout.for_model(joint),

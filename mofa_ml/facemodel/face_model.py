@@ -11,6 +11,10 @@ what the statistical regulariser sum (alpha / sigma)^2 assumes.
 Coordinates: model space is y up, z out of the face towards the viewer, x to
 the subject's left, millimetres, origin near the head centre.
 
+`with_smooth_displacements` appends smooth displacement modes (the mean
+shape's manifold harmonics along its normals) to the identity modes: the
+fit solves its smooth correctives with the base that way.
+
 Models are named by a spec string (`--face_model` of every command):
 'ict' is the bundled ICT FaceKit front face (`ict`), 'bfm09:PATH' a user's
 Basel Face Model 2009 file (`bfm09`).
@@ -26,6 +30,7 @@ import numpy as np
 
 from mofa_ml.facemodel import bfm09
 from mofa_ml.facemodel import ict
+from mofa_ml.rendering import mesh
 
 DEFAULT_SPEC = 'ict'
 
@@ -127,6 +132,33 @@ class FaceModel:
                               self.num_expression, self.num_reflectance]))
     digest.update(np.asarray(self.mean_shape, np.float32).tobytes())
     return digest.hexdigest()[:16]
+
+
+def with_smooth_displacements(model: FaceModel, count: int,
+                              rms_mm: float) -> FaceModel:
+  """`model` with `count` smooth displacement modes after its identity modes.
+
+  Mode k moves every vertex along the mean shape's normal by the k-th
+  manifold harmonic (`model.surface_harmonics`), unit-norm in R^3N like
+  the identity modes; every mode's sigma is rms_mm sqrt(N / count), so that
+  together they displace a vertex by `rms_mm` RMS under the prior.
+
+  Raises:
+    ValueError: the model has fewer than `count` harmonics.
+  """
+  available = model.surface_harmonics.shape[1]
+  if count > available:
+    raise ValueError(f'{count} corrective harmonics asked for; the face '
+                     f'model has {available}')
+  if count == 0:
+    return model
+  normals = mesh.vertex_normals(model.mean_shape, model.triangles)
+  modes = model.surface_harmonics[:, :count].T[:, :, None] * normals
+  sigma = jnp.full(count, rms_mm * np.sqrt(model.num_vertices / count),
+                   jnp.float32)
+  return model.replace(
+      shape_basis=jnp.concatenate([model.shape_basis, modes]),
+      shape_sigma=jnp.concatenate([model.shape_sigma, sigma]))
 
 
 def load_face_model(spec: str = DEFAULT_SPEC) -> FaceModel:

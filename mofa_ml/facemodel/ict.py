@@ -161,6 +161,7 @@ def model_fields(source: Dict[str, np.ndarray],
       contour_mask=jnp.asarray(derived['contour_mask']),
       skin_vertices=jnp.asarray(np.flatnonzero(derived['skin_mask']),
                                 jnp.int32),
+      # The reflectance modes' spatial fields are the mesh's harmonics.
       surface_harmonics=jnp.asarray(derived['reflectance_fields']),
       name=NAME)
 

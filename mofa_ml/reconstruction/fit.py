@@ -6,8 +6,9 @@ Two phases on one face, jitted together:
      Levenberg-Marquardt (`gauss_newton`) or Adam. Levenberg-Marquardt
      solves, jointly with them, smooth corrective displacements: the lowest
      manifold harmonics of the mean shape along its normals, appended to
-     the identity modes with their own prior (`harmonic_model`), so that
-     detail the identity space lacks (bumps) need not bend the identity;
+     the identity modes with their own prior
+     (`face_model.with_smooth_displacements`), so that detail the identity
+     space lacks (bumps) need not bend the identity;
   2. final: per-vertex corrective displacements along the base normals (mm)
      on top of the smooth ones, reflectance offsets and the final light, by
      Adam (decaying rates) under the stage-2 loss, whose smoothness,
@@ -15,7 +16,8 @@ Two phases on one face, jitted together:
      training (the correctives here are per image instead of coming from the
      learned corrective space).
 Without a regressor's prediction (`initial`), the fit starts from the mean
-face at the pose that best explains the landmarks (`landmark_pose`).
+face at the pose that best explains the landmarks
+(`pose_start.landmark_pose`).
 """
 
 import dataclasses
@@ -28,12 +30,12 @@ import numpy as np
 import optax
 
 from mofa_ml.facemodel import face_model as fm
-from mofa_ml.facemodel import landmarks as lm
 from mofa_ml.facemodel import layout as layout_lib
 from mofa_ml.facemodel import levels
 from mofa_ml.learning import network
 from mofa_ml.learning import objective
 from mofa_ml.reconstruction import gauss_newton
+from mofa_ml.reconstruction import pose_start
 from mofa_ml.rendering import camera
 from mofa_ml.rendering import mesh
 
@@ -92,8 +94,8 @@ class FitConfig:
   With Levenberg-Marquardt, `corrective_harmonics` smooth displacement
   modes (default 20; none for Adam or `fixed_identity`) are solved with the
   base, their prior such that together they move a vertex by
-  `corrective_rms_mm` RMS (`harmonic_model`); their displacement starts the
-  final level's geometry.
+  `corrective_rms_mm` RMS (`face_model.with_smooth_displacements`); their
+  displacement starts the final level's geometry.
   Final phase: `final_steps` Adam steps on the correctives and the final
   light (started at the base light); the base parameters stay fixed unless
   `refit_base`.
@@ -169,77 +171,6 @@ BASE_STEPS = {'gauss_newton': 8, 'adam': 200}
 DEFAULT_HARMONICS = 20
 
 
-def harmonic_model(model: fm.FaceModel, count: int,
-                   rms_mm: float) -> fm.FaceModel:
-  """`model` with `count` smooth displacement modes after its identity modes.
-
-  Mode k moves every vertex along the mean shape's normal by the k-th
-  manifold harmonic (`model.surface_harmonics`), unit-norm in R^3N like
-  the identity modes; every mode's sigma is rms_mm sqrt(N / count), so that
-  together they displace a vertex by `rms_mm` RMS under the prior.
-
-  Raises:
-    ValueError: the model has fewer than `count` harmonics.
-  """
-  available = model.surface_harmonics.shape[1]
-  if count > available:
-    raise ValueError(f'{count} corrective harmonics asked for; the face '
-                     f'model has {available}')
-  if count == 0:
-    return model
-  normals = mesh.vertex_normals(model.mean_shape, model.triangles)
-  modes = model.surface_harmonics[:, :count].T[:, :, None] * normals
-  sigma = jnp.full(count, rms_mm * np.sqrt(model.num_vertices / count),
-                   jnp.float32)
-  return model.replace(
-      shape_basis=jnp.concatenate([model.shape_basis, modes]),
-      shape_sigma=jnp.concatenate([model.shape_sigma, sigma]))
-
-
-@functools.partial(jax.jit, static_argnames=('iterations',))
-def landmark_pose(model: fm.FaceModel, intrinsics: camera.Intrinsics,
-                  landmarks: jax.Array, confidence: jax.Array,
-                  iterations: int = 15):
-  """Head rotation and translation of the mean face that best explain the
-  inner 51 landmarks (Gauss-Newton on six numbers).
-
-  The start is frontal at the depth where the mean face's landmark spread
-  matches the photo's; a fit that starts at the default 1 m instead lands
-  in a wrong basin (a smaller head too close to the camera).
-
-  Returns:
-    (rotation (3,) radians, translation (3,) mm).
-  """
-  inner = jnp.asarray(lm.FIXED)
-  points = model.mean_shape[model.landmark_vertices[inner]]
-  weights = confidence[inner]
-  target = landmarks[inner]
-  centred = points - points.mean(0)
-  image_spread = jnp.sqrt(jnp.mean(jnp.sum(
-      (target - target.mean(0))**2, -1)))
-  model_spread = jnp.sqrt(jnp.mean(jnp.sum(centred[:, :2]**2, -1)))
-  depth = jnp.mean(intrinsics.focal_length) * model_spread / image_spread
-  ray = camera.unproject_ray(target.mean(0)[None], intrinsics)[0]
-  translation = ray / ray[2] * depth - camera.pose_rotation(
-      jnp.zeros(3)) @ points.mean(0)
-  pose = jnp.concatenate([jnp.zeros(3), translation])
-
-  def residual(pose):
-    projected = camera.project(camera.rigid_transform(
-        points, camera.pose_rotation(pose[:3]), pose[3:]), intrinsics)
-    return (jnp.sqrt(weights)[:, None] * (projected - target)).reshape(-1)
-
-  def step(pose, _):
-    jacobian = jax.jacfwd(residual)(pose)
-    normal = jacobian.T @ jacobian
-    gradient = jacobian.T @ residual(pose)
-    damping = 1e-3 * jnp.diag(jnp.diag(normal)) + 1e-9 * jnp.eye(6)
-    return pose - jnp.linalg.solve(normal + damping, gradient), None
-
-  pose, _ = jax.lax.scan(step, pose, None, length=iterations)
-  return pose[:3], pose[3:]
-
-
 class FitResult(NamedTuple):
   """A fitted face (a pytree).
 
@@ -292,8 +223,8 @@ def _fit(model, scaling, intrinsics, image, landmarks, confidence, config,
   layout = fit_layout(model)
   zeros = jnp.zeros((model.num_vertices, 3))
   if initial is None:
-    rotation, translation = landmark_pose(model, intrinsics, landmarks,
-                                          confidence)
+    rotation, translation = pose_start.landmark_pose(model, intrinsics,
+                                                     landmarks, confidence)
     mean = layout.split(scaling.offset)._replace(rotation=rotation,
                                                  translation=translation)
     raw = (layout.join(mean) - scaling.offset) / scaling.scale
@@ -374,7 +305,8 @@ def _fit(model, scaling, intrinsics, image, landmarks, confidence, config,
        'fixed': optax.set_to_zero()}, ('train', 'fixed', 'fixed'))
   if config.base_solver == 'gauss_newton':
     count = config.harmonic_count
-    joint = harmonic_model(model, count, config.corrective_rms_mm)
+    joint = fm.with_smooth_displacements(model, count,
+                                         config.corrective_rms_mm)
     shapes = model.num_shape
     # The joint vectors: the smooth modes' entries after the identity's.
     widen = lambda x, extra: jnp.concatenate([x[:shapes], extra, x[shapes:]])
