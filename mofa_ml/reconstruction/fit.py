@@ -168,6 +168,7 @@ class FitConfig:
 
 # Base-phase iterations at the loss's weights by default, per solver.
 BASE_STEPS = {'gauss_newton': 8, 'adam': 200}
+# Smooth corrective modes of the Levenberg-Marquardt fit by default.
 DEFAULT_HARMONICS = 20
 
 
