@@ -241,45 +241,59 @@ def _fit(model, scaling, intrinsics, image, landmarks, confidence, config,
     reflectance = initial.reflectance_offsets
   key = jax.random.PRNGKey(0)
 
-  def terms(variables, loss, support=None):
-    raw, geometry, reflectance = variables
-    params = layout.split(scaling.offset + scaling.scale * raw)
+  params_at = lambda raw: layout.split(scaling.offset + scaling.scale * raw)
+
+  def terms(params, geometry, reflectance, loss, support=None):
     return objective.face_objective(model, intrinsics, loss, params,
                                     geometry, reflectance, image, landmarks,
                                     confidence, key, support)
 
-  def support_at(variables, loss):
-    raw, geometry, reflectance = variables
-    params = layout.split(scaling.offset + scaling.scale * raw)
-    return objective.supports(model, intrinsics, loss, params, geometry,
-                              reflectance, image)
+  free_groups = tuple(name for name in layout.offsets
+                      if not (config.fixed_identity and
+                              name in ('shape', 'reflectance')))
 
-  identity_columns = [np.arange(*layout.offsets[name])
-                      for name in ('shape', 'reflectance')]
-  base_columns = (np.setdiff1d(np.arange(layout.size),
-                               np.concatenate(identity_columns))
-                  if config.fixed_identity else np.arange(layout.size))
-
-  def run(variables, steps, optimizer, loss, columns,
+  def run(variables, steps, optimizer, loss, groups,
           geometry_of=lambda field: field):
-    """Adam on raw[columns] (static) and the corrective fields, the
-    geometry offsets being `geometry_of` its field; the rest of raw is a
-    constant, so terms that depend only on it drop out of the compiled
-    gradient (the final phase's base terms)."""
+    """Adam on the raw parameters of `groups` (static) and the corrective
+    fields, the geometry offsets being `geometry_of` its field.
+
+    The other groups enter the objective as constants, so that terms which
+    depend only on them drop out of the compiled gradient (in the final
+    phase the base terms: half of a step's time when they were a traced
+    vector's unused columns).
+    """
     raw, fields = variables[0], variables[1:]
-    assemble = lambda free: (raw.at[columns].set(free[0]),
-                             geometry_of(free[1]), free[2])
+    columns = np.concatenate([np.arange(*layout.offsets[name])
+                              for name in groups])
+    fixed = params_at(raw)
+
+    def params_of(free_raw):
+      values, at = {}, 0
+      for name in groups:
+        start, stop = layout.offsets[name]
+        value = (scaling.offset[start:stop] + scaling.scale[start:stop] *
+                 free_raw[at:at + stop - start])
+        values[name] = value.reshape(getattr(fixed, name).shape)
+        at += stop - start
+      return fixed._replace(**values)
+
+    def objective_of(free, loss, support=None):
+      return terms(params_of(free[0]), geometry_of(free[1]), free[2], loss,
+                   support)
+
     free = (raw[columns],) + fields
     state = optimizer.init(free)
 
     def chunk(carry, length):
       free, state = carry
-      support = support_at(assemble(free), loss)
+      support = objective.supports(model, intrinsics, loss,
+                                   params_of(free[0]), geometry_of(free[1]),
+                                   free[2], image)
 
       def step(carry, _):
         free, state = carry
         gradient = jax.grad(
-            lambda f: terms(assemble(f), loss, support)['total'])(free)
+            lambda f: objective_of(f, loss, support)['total'])(free)
         updates, state = optimizer.update(gradient, state, free)
         return (optax.apply_updates(free, updates), state), None
 
@@ -292,7 +306,8 @@ def _fit(model, scaling, intrinsics, image, landmarks, confidence, config,
                               None, length=steps // every)
     if steps % every:
       carry = chunk(carry, steps % every)
-    return assemble(carry[0])
+    free = carry[0]
+    return raw.at[columns].set(free[0]), geometry_of(free[1]), free[2]
 
   def adam(rate, steps):
     if steps < 1 or config.final_rate_fraction >= 1.0:
@@ -300,7 +315,8 @@ def _fit(model, scaling, intrinsics, image, landmarks, confidence, config,
     return optax.adam(optax.cosine_decay_schedule(
         rate, steps, alpha=config.final_rate_fraction))
 
-  start_terms = terms((raw, geometry, reflectance), config.final_loss)
+  start_terms = terms(params_at(raw), geometry, reflectance,
+                      config.final_loss)
   base_only = lambda steps: optax.multi_transform(
       {'train': adam(config.learning_rate, steps),
        'fixed': optax.set_to_zero()}, ('train', 'fixed', 'fixed'))
@@ -333,7 +349,7 @@ def _fit(model, scaling, intrinsics, image, landmarks, confidence, config,
   else:
     variables = run((raw, geometry, reflectance), config.base_step_count,
                     base_only(config.base_step_count), config.base_loss,
-                    base_columns)
+                    free_groups)
   corrective = lambda rate: (optax.set_to_zero() if config.fixed_identity
                              else adam(rate, config.final_steps))
   everything = optax.multi_transform(
@@ -348,22 +364,22 @@ def _fit(model, scaling, intrinsics, image, landmarks, confidence, config,
   start, stop = layout.offsets['sh_final']
   base_start, base_stop = layout.offsets['sh_base']
   raw = raw.at[start:stop].set(raw[base_start:base_stop])
-  final_columns = base_columns if config.refit_base else np.arange(start,
-                                                                   stop)
+  final_groups = free_groups if config.refit_base else ('sh_final',)
   # The geometry correctives move each vertex along its base normal: one
   # photo constrains a displacement through the shading, while a tangential
   # one only slides the vertex to another pixel (free 3-D offsets made the
   # final level's geometry worse than the base; docs/results.md).
-  params = layout.split(scaling.offset + scaling.scale * raw)
-  normals = mesh.vertex_normals(levels.surfaces(model, params)[0].vertices,
+  normals = mesh.vertex_normals(levels.surfaces(model,
+                                               params_at(raw))[0].vertices,
                                 model.triangles)
   start_geometry = variables[1]
   variables = run((raw, jnp.zeros(model.num_vertices), variables[2]),
                   config.final_steps, everything, config.final_loss,
-                  final_columns,
+                  final_groups,
                   lambda heights: start_geometry + heights[:, None] * normals)
   raw, geometry, reflectance = variables
   return FitResult(
-      params=layout.split(scaling.offset + scaling.scale * raw),
+      params=params_at(raw),
       geometry_offsets=geometry, reflectance_offsets=reflectance,
-      start=start_terms, end=terms(variables, config.final_loss))
+      start=start_terms,
+      end=terms(params_at(raw), geometry, reflectance, config.final_loss))
