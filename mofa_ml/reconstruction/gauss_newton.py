@@ -33,6 +33,7 @@ from mofa_ml.facemodel import face_model as fm
 from mofa_ml.facemodel import layout as layout_lib
 from mofa_ml.facemodel import levels
 from mofa_ml.learning import objective
+from mofa_ml.learning import photometric_support
 from mofa_ml.rendering import camera
 from mofa_ml.rendering import formation
 from mofa_ml.rendering import mesh
@@ -337,14 +338,17 @@ def solve(model: fm.FaceModel, intrinsics: camera.Intrinsics,
     raw, damping, mode_normals = carry
     prior_scale, refresh = scanned
     columns = free_columns(layout, [g for g in groups if g not in identity])
-    support = objective.supports(
-        model, intrinsics, loss,
-        layout.split(scaling.offset + scaling.scale * raw), zeros, zeros,
-        problem.image)
     if use_photo:
+      support = objective.supports(
+          model, intrinsics, loss,
+          layout.split(scaling.offset + scaling.scale * raw), zeros, zeros,
+          problem.image)
       mode_normals = jax.lax.cond(
           refresh, lambda: normal_derivatives(model, geometry(raw)),
           lambda: mode_normals)
+    else:
+      # The landmark stage compares no colours: nothing to rasterize.
+      support = (photometric_support.Support(zeros[:, 0], zeros),) * 2
     value, gradient = jax.value_and_grad(cost)(raw, support, use_photo,
                                                prior_scale)
     # Half the gradient: the normal matrix approximates half the Hessian.
