@@ -17,10 +17,11 @@ linearisation of `mesh.vertex_normals`, pushed along the modes) carry the
 shading's dependence on the shape, the cue that identifies it under a
 directional light. Steps are accepted on the exact objective.
 
-Each iteration recomputes the photometric support (depth test and picture
-correction, `objective.supports`), the sliding jaw contour and the IRLS
-weights at the current estimate, then tries several damping values at once
-and keeps the best step by the exact objective.
+Each iteration recomputes the sliding jaw contour and, once the photometric
+term is on, its support (depth test and picture correction,
+`objective.supports`) and IRLS weights at the current estimate, then tries
+several damping values at once and keeps the best step by the exact
+objective.
 """
 
 from typing import NamedTuple, Sequence
