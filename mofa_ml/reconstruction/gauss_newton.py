@@ -18,10 +18,9 @@ shading's dependence on the shape, the cue that identifies it under a
 directional light. Steps are accepted on the exact objective.
 
 Each iteration recomputes the sliding jaw contour and, once the photometric
-term is on, its support (depth test and picture correction,
-`objective.supports`) and IRLS weights at the current estimate, then tries
-several damping values at once and keeps the best step by the exact
-objective.
+term is on, its support (`objective.supports`) and IRLS weights at the
+current estimate, then tries several damping values at once, keeping the best
+step by the exact objective.
 """
 
 from typing import NamedTuple, Sequence
@@ -319,17 +318,16 @@ def solve(model: fm.FaceModel, intrinsics: camera.Intrinsics,
   key = jax.random.PRNGKey(0)
   prior = jnp.asarray(prior_weights(layout, loss))
 
-  def cost(raw, support, use_photo, prior_scale):
-    """The exact objective (without its photometric term when not
-    `use_photo`) under a fixed support, the prior times `prior_scale`."""
+  def cost(raw, support, prior_scale):
+    """The exact objective under a fixed support (which compares no colours
+    in the landmark stage), the prior times `prior_scale`."""
     terms = objective.face_objective(
         model, intrinsics, loss, layout.split(scaling.offset +
                                               scaling.scale * raw),
         zeros, zeros, problem.image, problem.landmarks, problem.confidence,
         key, support)
     # The objective's prior terms equal sum prior * raw^2 (normalised units).
-    return (terms['total'] + (prior_scale - 1.0) * jnp.sum(prior * raw**2) -
-            (not use_photo) * loss.weight('photo') * terms['photo_base'])
+    return terms['total'] + (prior_scale - 1.0) * jnp.sum(prior * raw**2)
 
   def geometry(raw):
     params = layout.split(scaling.offset + scaling.scale * raw)
@@ -347,11 +345,9 @@ def solve(model: fm.FaceModel, intrinsics: camera.Intrinsics,
       mode_normals = jax.lax.cond(
           refresh, lambda: normal_derivatives(model, geometry(raw)),
           lambda: mode_normals)
-    else:
-      # The landmark stage compares no colours: nothing to rasterize.
+    else:  # The landmark stage: no vertex compared, nothing rasterized.
       support = (photometric_support.Support(zeros[:, 0], zeros),) * 2
-    value, gradient = jax.value_and_grad(cost)(raw, support, use_photo,
-                                               prior_scale)
+    value, gradient = jax.value_and_grad(cost)(raw, support, prior_scale)
     # Half the gradient: the normal matrix approximates half the Hessian.
     gradient = 0.5 * gradient[columns]
     normal = normal_matrix(
@@ -364,7 +360,7 @@ def solve(model: fm.FaceModel, intrinsics: camera.Intrinsics,
       step = jnp.linalg.solve(normal + damping * factor * jnp.diag(diagonal),
                               -gradient)
       moved = raw.at[columns].add(step)
-      value = cost(moved, support, use_photo, prior_scale)
+      value = cost(moved, support, prior_scale)
       return moved, jnp.where(jnp.isfinite(value), value, jnp.inf)
 
     factors = jnp.asarray(DAMPING_TRIALS)
@@ -376,8 +372,7 @@ def solve(model: fm.FaceModel, intrinsics: camera.Intrinsics,
                         damping * 1000.0)
     return raw, jnp.clip(damping, 1e-7, 1e7), mode_normals
 
-  # One scan per run of a stage, the prior scales scanned over: a compiled
-  # iteration per stage, not per schedule entry.
+  # One compiled iteration per run of a stage, its prior scales scanned over.
   carry = (raw, jnp.float32(1e-3), jax.tree_util.tree_map(
       lambda x: jnp.zeros(x.shape, x.dtype),
       jax.eval_shape(normal_derivatives, model, zeros)))
