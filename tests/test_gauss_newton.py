@@ -67,8 +67,7 @@ def test_jacobian_rows_match_autodiff_of_the_rendering(setting):
   assert used.sum() > 1000
 
   def photo(raw_free):
-    params = layout.split(scaling.offset + scaling.scale *
-                          raw.at[columns].set(raw_free))
+    params = scaling.params(layout, raw.at[columns].set(raw_free))
     surface, _ = levels.surfaces(model, params)
     rendering = levels.render(model, surface, params, s['intrinsics'])
     observed, _ = formation.sample_image(s['problem'].image,
@@ -77,8 +76,7 @@ def test_jacobian_rows_match_autodiff_of_the_rendering(setting):
             s['support'][0].correction)[vertices]
 
   def marks(raw_free):
-    params = layout.split(scaling.offset + scaling.scale *
-                          raw.at[columns].set(raw_free))
+    params = scaling.params(layout, raw.at[columns].set(raw_free))
     surface, _ = levels.surfaces(model, params)
     rendering = levels.render(model, surface, params, s['intrinsics'])
     indices = levels.landmark_vertex_indices(
@@ -133,8 +131,7 @@ def test_photometric_rows_follow_the_supports_weights(setting):
   zeros = jnp.zeros((model.num_vertices, 3))
 
   def photometric(raw_free):
-    params = layout.split(scaling.offset + scaling.scale *
-                          raw.at[columns].set(raw_free))
+    params = scaling.params(layout, raw.at[columns].set(raw_free))
     return s['loss'].weight('photo') * objective.face_objective(
         model, s['intrinsics'], s['loss'], params, zeros, zeros,
         s['problem'].image, s['problem'].landmarks, s['problem'].confidence,

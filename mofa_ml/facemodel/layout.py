@@ -151,6 +151,10 @@ class ParameterScaling(NamedTuple):
   offset: jax.Array
   scale: jax.Array
 
+  def params(self, layout: 'ParameterLayout', raw: jax.Array) -> FaceParams:
+    """FaceParams of a normalised (size,) vector under `layout`."""
+    return layout.split(self.offset + self.scale * raw)
+
 
 def parameter_scaling(model, layout: ParameterLayout,
                       distance_mm: float = camera.DEFAULT_DISTANCE_MM,

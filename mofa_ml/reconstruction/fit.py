@@ -243,8 +243,6 @@ def _fit(model, scaling, intrinsics, image, landmarks, confidence, config,
     reflectance = initial.reflectance_offsets
   key = jax.random.PRNGKey(0)
 
-  params_at = lambda raw: layout.split(scaling.offset + scaling.scale * raw)
-
   def terms(params, geometry, reflectance, loss, support=None):
     return objective.face_objective(model, intrinsics, loss, params,
                                     geometry, reflectance, image, landmarks,
@@ -267,7 +265,7 @@ def _fit(model, scaling, intrinsics, image, landmarks, confidence, config,
     raw, fields = variables[0], variables[1:]
     columns = np.concatenate([np.arange(*layout.offsets[name])
                               for name in groups])
-    fixed = params_at(raw)
+    fixed = scaling.params(layout, raw)
 
     def params_of(free_raw):
       values, at = {}, 0
@@ -317,7 +315,7 @@ def _fit(model, scaling, intrinsics, image, landmarks, confidence, config,
     return optax.adam(optax.cosine_decay_schedule(
         rate, steps, alpha=config.final_rate_fraction))
 
-  start_terms = terms(params_at(raw), geometry, reflectance,
+  start_terms = terms(scaling.params(layout, raw), geometry, reflectance,
                       config.final_loss)
   base_only = lambda steps: optax.multi_transform(
       {'train': adam(config.learning_rate, steps),
@@ -371,17 +369,16 @@ def _fit(model, scaling, intrinsics, image, landmarks, confidence, config,
   # photo constrains a displacement through the shading, while a tangential
   # one only slides the vertex to another pixel (free 3-D offsets made the
   # final level's geometry worse than the base; docs/results.md).
-  normals = mesh.vertex_normals(levels.surfaces(model,
-                                               params_at(raw))[0].vertices,
-                                model.triangles)
+  base = levels.surfaces(model, scaling.params(layout, raw))[0]
+  normals = mesh.vertex_normals(base.vertices, model.triangles)
   start_geometry = variables[1]
   variables = run((raw, jnp.zeros(model.num_vertices), variables[2]),
                   config.final_steps, everything, config.final_loss,
                   final_groups,
                   lambda heights: start_geometry + heights[:, None] * normals)
   raw, geometry, reflectance = variables
+  params = scaling.params(layout, raw)
   return FitResult(
-      params=params_at(raw),
-      geometry_offsets=geometry, reflectance_offsets=reflectance,
-      start=start_terms,
-      end=terms(params_at(raw), geometry, reflectance, config.final_loss))
+      params=params, geometry_offsets=geometry,
+      reflectance_offsets=reflectance, start=start_terms,
+      end=terms(params, geometry, reflectance, config.final_loss))

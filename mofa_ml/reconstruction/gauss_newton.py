@@ -187,7 +187,7 @@ def rows(model: fm.FaceModel, intrinsics: camera.Intrinsics,
     mode_normals: `normal_derivatives` at a recent estimate, or None to
       compute them at `raw`.
   """
-  params = layout.split(scaling.offset + scaling.scale * raw)
+  params = scaling.params(layout, raw)
   surface, _ = levels.surfaces(model, params)
   points = camera.rigid_transform(surface.vertices,
                                   camera.pose_rotation(params.rotation),
@@ -322,16 +322,13 @@ def solve(model: fm.FaceModel, intrinsics: camera.Intrinsics,
     """The exact objective under a fixed support (which compares no colours
     in the landmark stage), the prior times `prior_scale`."""
     terms = objective.face_objective(
-        model, intrinsics, loss, layout.split(scaling.offset +
-                                              scaling.scale * raw),
-        zeros, zeros, problem.image, problem.landmarks, problem.confidence,
-        key, support)
+        model, intrinsics, loss, scaling.params(layout, raw), zeros, zeros,
+        problem.image, problem.landmarks, problem.confidence, key, support)
     # The objective's prior terms equal sum prior * raw^2 (normalised units).
     return terms['total'] + (prior_scale - 1.0) * jnp.sum(prior * raw**2)
 
   def geometry(raw):
-    params = layout.split(scaling.offset + scaling.scale * raw)
-    return levels.surfaces(model, params)[0].vertices
+    return levels.surfaces(model, scaling.params(layout, raw))[0].vertices
 
   def iteration(carry, scanned, use_photo, groups):
     raw, damping, mode_normals = carry
@@ -339,8 +336,7 @@ def solve(model: fm.FaceModel, intrinsics: camera.Intrinsics,
     columns = free_columns(layout, [g for g in groups if g not in identity])
     if use_photo:
       support = objective.supports(
-          model, intrinsics, loss,
-          layout.split(scaling.offset + scaling.scale * raw), zeros, zeros,
+          model, intrinsics, loss, scaling.params(layout, raw), zeros, zeros,
           problem.image)
       mode_normals = jax.lax.cond(
           refresh, lambda: normal_derivatives(model, geometry(raw)),
