@@ -10,6 +10,9 @@ Steps (each adds to the one before):
   d  + random backgrounds
   e  + landmarks from the real detector on the rendered image
   f  + out-of-space bumps, beards and skin patches
+and, between d and e, d's faces with Gaussian noise of --noise_px pixels on
+the true landmarks (steps "d+2px", ...): detector-sized errors without the
+detector's failures on these eyeless, hairless renders.
 For every step and fitter: the base- and final-level geometry error (mm,
 after a similarity alignment, as `mofa eval`), landmark NME against the
 true landmarks, photometric error, seconds per face; next to the truth's
@@ -43,6 +46,9 @@ _FACES = flags.DEFINE_integer('faces', 4, 'Faces per step.')
 _STEPS = flags.DEFINE_string('steps', 'abcdef', 'Which steps.')
 _FITTERS = flags.DEFINE_list('fitters', ['paper', 'adam', 'gauss_newton'],
                              'Fitters to compare (see FITTERS).')
+_NOISE_PX = flags.DEFINE_list(
+    'noise_px', ['2', '4', '8'], 'Landmark noise levels (pixels, standard '
+    'deviation per axis) for the noisy-landmark steps on step d\'s faces.')
 _OUTPUT = flags.DEFINE_string('output', 'ladder.json', 'JSON to write.')
 _OVERWRITE = flags.DEFINE_bool(
     'overwrite', False, 'Start afresh; without it, rows already in --output '
@@ -56,12 +62,6 @@ STEP_CONFIGS = {
     'd': dict(background_grey=-1.0),
     'e': {},  # the detector's landmarks replace the true ones
     'f': dict(out_of_space=True),
-}
-STEP_NAMES = {
-    'a': 'in-space, frontal, ambient, grey, true landmarks',
-    'b': '+ directional light', 'c': '+ pose up to 45 deg yaw',
-    'd': '+ backgrounds', 'e': '+ detected landmarks',
-    'f': '+ out-of-space bumps, beards, patches',
 }
 FITTERS = {
     # The fitter before the ladder: the paper's stage weights, backface
@@ -81,10 +81,20 @@ FITTERS = {
 
 
 def step_config(step: str) -> synthetic.SyntheticConfig:
+  """A lettered step's config, or 'd+<sigma>px': step d with noisy
+  landmarks."""
+  letter, _, noise = step.partition('+')
   values = {}
-  for name in 'abcdef'[:'abcdef'.index(step) + 1]:
+  for name in 'abcdef'[:'abcdef'.index(letter) + 1]:
     values.update(STEP_CONFIGS[name])
+  if noise:
+    values['landmark_noise_px'] = float(noise.removesuffix('px'))
   return synthetic.SyntheticConfig(**values)
+
+
+def _step_order(step: str):
+  letter, _, noise = step.partition('+')
+  return letter, float(noise.removesuffix('px') or 0)
 
 
 def faces_of_step(model, step: str, count: int, landmarker):
@@ -95,7 +105,7 @@ def faces_of_step(model, step: str, count: int, landmarker):
       jax.random.PRNGKey(7), model, layout, camera.default_intrinsics(),
       step_config(step), count))
   faces = {key: np.array(value) for key, value in faces.items()}
-  if step < 'e':
+  if step[0] < 'e':
     return faces
   keep = []
   for index in range(count):
@@ -143,7 +153,8 @@ def main(argv):
   if os.path.exists(_OUTPUT.value) and not _OVERWRITE.value:
     with open(_OUTPUT.value, encoding='utf-8') as f:
       results = json.load(f)  # resume: rows already there are kept
-  for step in _STEPS.value:
+  steps = list(_STEPS.value) + [f'd+{float(px):g}px' for px in _NOISE_PX.value]
+  for step in steps:
     rows = results['steps'].setdefault(step, {})
     methods = {'truth_base': evaluate.true_base_method(model),
                'mean_face': mean_face_method(model)}
@@ -174,7 +185,8 @@ def table(results: dict) -> str:
   """Markdown: one row per step and method."""
   lines = ['| step | method | geometry base / final (mm) | landmark NME | '
            'photometric base / final | s/face |', '|---|---|---|---|---|---|']
-  for step, rows in results['steps'].items():
+  for step in sorted(results['steps'], key=_step_order):
+    rows = results['steps'][step]
     for name, row in rows.items():
       if name == 'count':
         continue
