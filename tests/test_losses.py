@@ -58,6 +58,20 @@ def test_sparse_landmarks_by_hand_and_gradient():
                 modes=('rev',))
 
 
+def test_landmark_noise_weight_by_hand():
+  residual = jnp.asarray([[3.0, 4.0], [0.0, 1.0], [60.0, 80.0]])
+  confidence = jnp.asarray([1.0, 0.5, 0.0])  # the third is missing
+  # Mean counted length (5 + 1) / 2 = 3 px.
+  np.testing.assert_allclose(
+      losses.landmark_noise_weight(residual, confidence, 1.5), 0.25)
+  np.testing.assert_allclose(  # below the noise level: the full weight
+      losses.landmark_noise_weight(residual, confidence, 4.0), 1.0)
+  np.testing.assert_allclose(
+      losses.landmark_noise_weight(residual, confidence, 0.0), 1.0)
+  np.testing.assert_allclose(  # a perfect fit: finite, full weight
+      losses.landmark_noise_weight(0 * residual, confidence, 3.0), 1.0)
+
+
 def test_statistical_by_hand():
   geometry = losses.statistical_geometry(
       jnp.asarray([2.0, 0.0]), jnp.asarray([1.0]), jnp.asarray([1.0, 5.0]),

@@ -58,6 +58,31 @@ def sparse_landmarks(detected: jax.Array, projected: jax.Array,
   return jnp.sum(confidence * jnp.sum((detected - projected)**2, -1)) / count
 
 
+def landmark_noise_weight(residual: jax.Array, confidence: jax.Array,
+                          noise_px: float) -> jax.Array:
+  """min(1, (noise_px / e)^2), e the mean length of the counted landmarks'
+  residuals: the sparse term's weight under Gaussian landmark noise whose
+  level e is estimated from the residual, relative to the level `noise_px`
+  that the term's own weight suits (iteratively reweighted: the fit
+  re-estimates it at each iteration).
+
+  Args:
+    residual: (L, 2) projected - detected, pixels.
+    confidence: (L,); 0 marks a missing landmark, not counted.
+    noise_px: pixels; 0 gives weight 1.
+
+  Returns:
+    () float in (0, 1].
+  """
+  chex.assert_shape(confidence, residual.shape[:1])
+  if noise_px <= 0:
+    return jnp.ones((), residual.dtype)
+  counted = confidence > 0
+  error = jnp.sum(counted * jnp.linalg.norm(residual, axis=-1)) / jnp.maximum(
+      jnp.sum(counted), 1)
+  return jnp.minimum(1.0, (noise_px / jnp.maximum(error, 1e-6))**2)
+
+
 def statistical_geometry(shape: jax.Array, expression: jax.Array,
                          shape_sigma: jax.Array,
                          expression_sigma: jax.Array) -> jax.Array:

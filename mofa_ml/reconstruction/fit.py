@@ -138,6 +138,11 @@ class FitConfig:
   # from the base.
   corrective_harmonics: Optional[int] = None
   corrective_rms_mm: float = 1.1
+  # Levenberg-Marquardt's landmark term loses weight as (3 px / mean
+  # landmark error)^2 where that error exceeds 3 px (a crop of 240 px):
+  # noisy landmarks no longer pull the fit far past the mean face.
+  # Calibrated on validation renders (docs/results.md); 0: fixed weight.
+  landmark_noise_px: float = 3.0
 
   def __post_init__(self):
     if self.base_solver not in BASE_STEPS:
@@ -340,7 +345,8 @@ def _fit(model, scaling, intrinsics, image, landmarks, confidence, config,
         tuple(('all', scale) for scale, n in config.continuation[1:]
               for _ in range(n * (initial is None))) +
         (('all', 1.0),) * config.base_step_count, config.fixed_identity,
-        config.irls_epsilon, config.hessian_vertices)
+        config.irls_epsilon, config.hessian_vertices,
+        config.landmark_noise_px)
     smooth = joint_raw[shapes:shapes + count] * joint.shape_sigma[shapes:]
     geometry = geometry + jnp.einsum('k,knd->nd', smooth,
                                      joint.shape_basis[shapes:])

@@ -2,25 +2,23 @@
 
 The stage-1 objective (landmarks, base photometric term, prior) as a sum of
 squares: the landmark term already is one; the l2,1 photometric term
-(1/N) sum_i ||d_i|| becomes sum_i w_i ||d_i||^2 with w_i = w_photo /
-(2 N max(||d_i||, eps)) at the current estimate (iteratively reweighted least
-squares: same value and gradient there); the prior is sum raw^2 in the
-normalised units of `layout.parameter_scaling`.
+(1/N) sum_i ||d_i|| becomes sum_i w_i ||d_i||^2, w_i = w_photo / (2 N
+max(||d_i||, eps)) at the current estimate (IRLS: same value and gradient
+there); the prior is sum raw^2 in `layout.parameter_scaling`'s units.
 
-The Jacobian is assembled from its structure instead of `jax.jacfwd` of the
-whole rendering (0.38 s per face on one core, measured): a vertex's residual
-depends on the parameters through its own position, albedo and normal, the
-pose and the light, so 42 forward-mode directions give every vertex's 3x3
-derivatives, and the basis rows carry them to the ~250 coefficients; the
-normals' derivatives along each shape and expression mode (one
-linearisation of `mesh.vertex_normals`, pushed along the modes) carry the
-shading's dependence on the shape, the cue that identifies it under a
-directional light. Steps are accepted on the exact objective.
+The Jacobian is built from its structure, not by `jax.jacfwd` of the whole
+rendering (0.38 s a face on one core): a vertex's residual depends on the
+parameters through its own position, albedo and normal, the pose and the
+light, so 42 forward-mode directions give every vertex's 3x3 derivatives,
+which the basis rows carry to the ~250 coefficients; the normals'
+derivatives along each mode (`normal_derivatives`) carry the shading's
+dependence on the shape, which identifies it under a directional light.
 
 Each iteration recomputes the sliding jaw contour and, once the photometric
-term is on, its support (`objective.supports`) and IRLS weights at the
-current estimate, then tries several damping values at once, keeping the best
-step by the exact objective.
+term is on, its support (`objective.supports`), IRLS weights and the
+landmark term's noise weight (`losses.landmark_noise_weight`), then tries
+several damping values at once, keeping the step that lowers the exact
+objective most.
 """
 
 from typing import NamedTuple, Sequence
@@ -32,6 +30,7 @@ import numpy as np
 from mofa_ml.facemodel import face_model as fm
 from mofa_ml.facemodel import layout as layout_lib
 from mofa_ml.facemodel import levels
+from mofa_ml.learning import losses
 from mofa_ml.learning import objective
 from mofa_ml.learning import photometric_support
 from mofa_ml.rendering import camera
@@ -51,12 +50,8 @@ NORMALS_EVERY = 4
 
 
 class Problem(NamedTuple):
-  """One face's data (a pytree).
-
-  Attributes:
-    image: (H, W, 3) photo crop in [0, 1].
-    landmarks: (68, 2) pixels; confidence: (68,).
-  """
+  """One face's data (a pytree): image (H, W, 3) photo crop in [0, 1],
+  landmarks (68, 2) pixels, confidence (68,)."""
   image: jax.Array
   landmarks: jax.Array
   confidence: jax.Array
@@ -79,11 +74,6 @@ def _local_residuals(image, intrinsics, vertices, albedo, normals, rotation,
                                                              intrinsics))
   colours = shading.shade(albedo, normals @ matrix.T, sh)
   return observed - colours - correction
-
-
-def _local_pixels(intrinsics, vertices, rotation, translation):
-  return camera.project(camera.rigid_transform(
-      vertices, camera.pose_rotation(rotation), translation), intrinsics)
 
 
 def _with_coefficients(local, bases, scale, layout, columns):
@@ -240,8 +230,10 @@ def rows(model: fm.FaceModel, intrinsics: camera.Intrinsics,
   landmark_count = jnp.maximum(jnp.sum(problem.confidence > 0), 1)
 
   def marks(delta_vertex, rotation, translation):
-    return _local_pixels(intrinsics, surface.vertices[indices] + delta_vertex,
-                         rotation, translation) - problem.landmarks
+    return camera.project(camera.rigid_transform(
+        surface.vertices[indices] + delta_vertex,
+        camera.pose_rotation(rotation), translation),
+        intrinsics) - problem.landmarks
 
   local = (jnp.zeros(3), params.rotation, params.translation)
   landmark_derivatives = jax.jacfwd(marks, argnums=(0, 1, 2))(*local)
@@ -294,7 +286,8 @@ def solve(model: fm.FaceModel, intrinsics: camera.Intrinsics,
           scaling: layout_lib.ParameterScaling, problem: Problem,
           raw: jax.Array, schedule: Sequence[str],
           fixed_identity: bool = False,
-          irls_epsilon: float = 1e-3, sample_size: int = 1024) -> jax.Array:
+          irls_epsilon: float = 1e-3, sample_size: int = 1024,
+          landmark_noise_px: float = 0.0) -> jax.Array:
   """Levenberg-Marquardt iterations on the base parameters (jit-able).
 
   Args:
@@ -309,6 +302,8 @@ def solve(model: fm.FaceModel, intrinsics: camera.Intrinsics,
       strong prior first keeps early steps near the mean: continuation).
     fixed_identity: keep shape and reflectance at `raw`.
     irls_epsilon, sample_size: see `normal_matrix`.
+    landmark_noise_px: the photometric stages' `losses.landmark_noise_weight`
+      (0: the landmark term keeps its weight).
 
   Returns:
     (size,) the fitted raw parameters.
@@ -318,12 +313,12 @@ def solve(model: fm.FaceModel, intrinsics: camera.Intrinsics,
   key = jax.random.PRNGKey(0)
   prior = jnp.asarray(prior_weights(layout, loss))
 
-  def cost(raw, support, prior_scale):
+  def cost(raw, support, prior_scale, confidence):
     """The exact objective under a fixed support (which compares no colours
     in the landmark stage), the prior times `prior_scale`."""
     terms = objective.face_objective(
         model, intrinsics, loss, scaling.params(layout, raw), zeros, zeros,
-        problem.image, problem.landmarks, problem.confidence, key, support)
+        problem.image, problem.landmarks, confidence, key, support)
     # The objective's prior terms equal sum prior * raw^2 (normalised units).
     return terms['total'] + (prior_scale - 1.0) * jnp.sum(prior * raw**2)
 
@@ -343,12 +338,19 @@ def solve(model: fm.FaceModel, intrinsics: camera.Intrinsics,
           lambda: mode_normals)
     else:  # The landmark stage: no vertex compared, nothing rasterized.
       support = (photometric_support.Support(zeros[:, 0], zeros),) * 2
-    value, gradient = jax.value_and_grad(cost)(raw, support, prior_scale)
+    residuals = rows(model, intrinsics, loss, layout, scaling, problem, raw,
+                     support, columns, irls_epsilon, sample_size, mode_normals)
+    weight = losses.landmark_noise_weight(  # 1 in the landmark stage
+        residuals.landmark_residual, problem.confidence,
+        landmark_noise_px * use_photo)
+    confidence = problem.confidence * weight
+    value, gradient = jax.value_and_grad(cost)(raw, support, prior_scale,
+                                               confidence)
     # Half the gradient: the normal matrix approximates half the Hessian.
     gradient = 0.5 * gradient[columns]
     normal = normal_matrix(
-        rows(model, intrinsics, loss, layout, scaling, problem, raw, support,
-             columns, irls_epsilon, sample_size, mode_normals),
+        residuals._replace(
+            landmark_weight=residuals.landmark_weight * weight),
         prior_scale * prior[columns], use_photo)
     diagonal = jnp.diag(normal) + 1e-6
 
@@ -356,7 +358,7 @@ def solve(model: fm.FaceModel, intrinsics: camera.Intrinsics,
       step = jnp.linalg.solve(normal + damping * factor * jnp.diag(diagonal),
                               -gradient)
       moved = raw.at[columns].add(step)
-      value = cost(moved, support, prior_scale)
+      value = cost(moved, support, prior_scale, confidence)
       return moved, jnp.where(jnp.isfinite(value), value, jnp.inf)
 
     factors = jnp.asarray(DAMPING_TRIALS)
