@@ -15,8 +15,8 @@ the true landmarks (steps "d+2px", ...): detector-sized errors without the
 detector's failures on these eyeless, hairless renders.
 For every step and fitter: the base- and final-level geometry error (mm,
 after a similarity alignment, as `mofa eval`), landmark NME against the
-true landmarks, photometric error, seconds per face; next to the truth's
-own base level and the mean face at the true pose. Writes JSON and prints a
+landmarks the fit was given, photometric error, seconds per face; next to
+the truth's own base level and the mean face at the true pose. Writes JSON and prints a
 markdown table.
 """
 

@@ -40,7 +40,7 @@ def define_reconstruction_flags(fit_by_default: bool) -> ReconstructionFlags:
       fit_steps=flags.DEFINE_list(
           'fit_steps', None, 'Fitting steps: base phase (Levenberg-Marquardt '
           'iterations at full weights, or Adam steps with --fit_solver=adam), '
-          'final phase (Adam steps). Default 8,60 (adam: 200,60).'),
+          'final phase (Adam steps). Default 12,60 (adam: 200,60).'),
       fit_solver=flags.DEFINE_enum(
           'fit_solver', 'gauss_newton', list(fit.BASE_STEPS),
           "The base phase's solver."))
@@ -60,6 +60,6 @@ def fit_config(fit_steps: Optional[Sequence[str]],
   except ValueError:
     steps = []
   if len(steps) != 2 or min(steps) < 0:
-    raise app.UsageError('--fit_steps must be two counts, e.g. 8,60')
+    raise app.UsageError('--fit_steps must be two counts, e.g. 12,60')
   return fit.FitConfig(base_solver=fit_solver, base_steps=steps[0],
                        final_steps=steps[1])
