@@ -64,6 +64,42 @@ def test_ground_truth_parameters_explain_the_landmarks(ict_model, faces):
   assert float(terms['landmark_error_px']) < 3.0
 
 
+def test_inside_polygon_by_hand():
+  square = jnp.asarray([[2.0, 2.0], [6.0, 2.0], [6.0, 6.0], [2.0, 6.0]])
+  inside = synthetic._inside_polygon(square, 9, 1.0)  # pylint: disable=protected-access
+  expected = np.zeros((9, 9), bool)
+  expected[2:7, 2:7] = True  # rows (y) and columns (x) 2..6, edges included
+  np.testing.assert_array_equal(inside, expected)
+  np.testing.assert_array_equal(  # either winding
+      synthetic._inside_polygon(square[::-1], 9, 1.0), expected)  # pylint: disable=protected-access
+  assert int(synthetic._inside_polygon(square, 9, 1.5).sum()) == 49  # pylint: disable=protected-access
+
+
+def test_painted_openings_change_only_the_eye_and_mouth_holes(ict_model,
+                                                               faces):
+  layout = layout_lib.ParameterLayout.for_model(ict_model)
+  painted = jax.device_get(synthetic.generate_batch(
+      jax.random.PRNGKey(3), ict_model, layout, camera.default_intrinsics(),
+      synthetic.SyntheticConfig(painted_openings=True), 6))
+  for key in ('landmarks', 'params', 'vertices', 'albedo'):
+    np.testing.assert_array_equal(painted[key], faces[key])
+  pupils = 0
+  for index in range(6):
+    changed = np.any(painted['image'][index] != faces['image'][index], -1)
+    marks = np.asarray(faces['landmarks'][index])
+    holes = np.zeros_like(changed)
+    for opening in (range(36, 42), range(42, 48), range(60, 68)):
+      holes |= np.asarray(synthetic._inside_polygon(  # pylint: disable=protected-access
+          jnp.asarray(marks[list(opening)]), 240, 1.3))
+    assert changed.any() and not (changed & ~holes).any()
+    for eye in (range(36, 42), range(42, 48)):
+      column, row = np.round(marks[list(eye)].mean(0)).astype(int)
+      if changed[row, column]:  # the eye's centre shows: a dark pupil
+        assert painted['image'][index][row, column].max() < 0.1
+        pupils += 1
+  assert pupils >= 6
+
+
 def test_generation_is_a_pure_function_of_the_key(ict_model):
   layout = layout_lib.ParameterLayout.for_model(ict_model)
   make = lambda seed: synthetic.generate_batch(

@@ -62,6 +62,10 @@ class SyntheticConfig:
   # and a uniform background of this grey level (negative: random).
   ambient_only: bool = False
   background_grey: float = -1.0
+  # Paint the openings the mesh leaves at the eyes (sclera, iris, pupil)
+  # and the mouth (dark) instead of showing the background through them,
+  # so a landmark detector sees eyes.
+  painted_openings: bool = False
 
 
 def _smooth_bumps(key, vertices, normals, count, amplitude):
@@ -130,6 +134,57 @@ def _background(key, size):
   pattern = 0.08 * jnp.sin(waves * cols[..., None] + phases) * jnp.cos(
       waves * rows[..., None])
   return jnp.clip(image + pattern, 0.0, 1.0)
+
+
+def _inside_polygon(polygon: jax.Array, size: int,
+                    dilation: float) -> jax.Array:
+  """(size, size) bool: pixel centres inside the convex `polygon` (K, 2),
+  its vertices in order around it, scaled about its centroid by
+  `dilation`."""
+  centre = jnp.mean(polygon, axis=0)
+  polygon = centre + dilation * (polygon - centre)
+  rows, cols = jnp.meshgrid(jnp.arange(size), jnp.arange(size),
+                            indexing='ij')
+  grid = jnp.stack([cols, rows], -1).astype(polygon.dtype)[..., None, :]
+  edges = jnp.roll(polygon, -1, axis=0) - polygon
+  to_pixel = grid - polygon
+  cross = edges[:, 0] * to_pixel[..., 1] - edges[:, 1] * to_pixel[..., 0]
+  return jnp.all(cross >= 0, -1) | jnp.all(cross <= 0, -1)
+
+
+def _paint_openings(key, image, covered, marks, sh):
+  """The background seen through the eye and mouth openings replaced by
+  eyes (sclera, a random iris, pupil) and a dark mouth, lit by the light's
+  response to a normal facing the camera.
+
+  Args:
+    key: PRNG key (iris colour).
+    image: (S, S, 3); covered: (S, S, 1) pixels the face covers.
+    marks: (68, 2) projected landmark vertices, pixels.
+    sh: (9, 3) light.
+  """
+  size = image.shape[0]
+  rows, cols = jnp.meshgrid(jnp.arange(size), jnp.arange(size),
+                            indexing='ij')
+  grid = jnp.stack([cols, rows], -1).astype(image.dtype)
+  light = shading.shade(jnp.ones((1, 3)), jnp.asarray([[0.0, 0.0, -1.0]]),
+                        sh)[0]
+  iris = jnp.asarray([0.30, 0.17, 0.08]) + jax.random.uniform(key) * (
+      jnp.asarray([0.22, 0.32, 0.42]) - jnp.asarray([0.30, 0.17, 0.08]))
+  for eye in (lm.RIGHT_EYE, lm.LEFT_EYE):
+    corners = marks[jnp.asarray(eye)]
+    centre = jnp.mean(corners, axis=0)
+    width = jnp.linalg.norm(corners[3] - corners[0])
+    distance = jnp.linalg.norm(grid - centre, axis=-1)[..., None]
+    colour = jnp.where(distance < 0.28 * width, iris,
+                       jnp.asarray([0.80, 0.76, 0.72]))
+    colour = jnp.where(distance < 0.11 * width, 0.03, colour)
+    opening = _inside_polygon(corners, size, 1.3)[..., None] & ~covered
+    image = jnp.where(opening, jnp.clip(colour * light, 0.0, 1.0), image)
+  mouth = _inside_polygon(marks[jnp.asarray(lm.INNER_LIPS)], size,
+                          1.3)[..., None] & ~covered
+  return jnp.where(mouth, jnp.clip(jnp.asarray([0.28, 0.09, 0.08]) * light,
+                                   0.0, 1.0), image)
 
 
 def outline_landmarks(model: fm.FaceModel, points: jax.Array,
@@ -231,6 +286,9 @@ def generate_face(key: jax.Array, model: fm.FaceModel,
   if config.background_grey >= 0:
     background = jnp.full_like(background, config.background_grey)
   image = jnp.where(covered, jnp.clip(colour, 0.0, 1.0), background)
+  if config.painted_openings:
+    image = _paint_openings(jax.random.fold_in(key, 98), image, covered,
+                            pixels[model.landmark_vertices], sh)
 
   indices = model.landmark_vertices.at[jnp.asarray(lm.CONTOUR)].set(
       outline_landmarks(model, points, normals))
