@@ -136,6 +136,13 @@ def _background(key, size):
   return jnp.clip(image + pattern, 0.0, 1.0)
 
 
+def _pixel_centres(size: int) -> jax.Array:
+  """(size, size, 2) (x, y) of every pixel centre."""
+  rows, cols = jnp.meshgrid(jnp.arange(size), jnp.arange(size),
+                            indexing='ij')
+  return jnp.stack([cols, rows], -1).astype(jnp.float32)
+
+
 def _inside_polygon(polygon: jax.Array, size: int,
                     dilation: float) -> jax.Array:
   """(size, size) bool: pixel centres inside the convex `polygon` (K, 2),
@@ -143,9 +150,7 @@ def _inside_polygon(polygon: jax.Array, size: int,
   `dilation`."""
   centre = jnp.mean(polygon, axis=0)
   polygon = centre + dilation * (polygon - centre)
-  rows, cols = jnp.meshgrid(jnp.arange(size), jnp.arange(size),
-                            indexing='ij')
-  grid = jnp.stack([cols, rows], -1).astype(polygon.dtype)[..., None, :]
+  grid = _pixel_centres(size)[..., None, :]
   edges = jnp.roll(polygon, -1, axis=0) - polygon
   to_pixel = grid - polygon
   cross = edges[:, 0] * to_pixel[..., 1] - edges[:, 1] * to_pixel[..., 0]
@@ -164,9 +169,7 @@ def _paint_openings(key, image, covered, marks, sh):
     sh: (9, 3) light.
   """
   size = image.shape[0]
-  rows, cols = jnp.meshgrid(jnp.arange(size), jnp.arange(size),
-                            indexing='ij')
-  grid = jnp.stack([cols, rows], -1).astype(image.dtype)
+  grid = _pixel_centres(size)
   light = shading.shade(jnp.ones((1, 3)), jnp.asarray([[0.0, 0.0, -1.0]]),
                         sh)[0]
   iris = jnp.asarray([0.30, 0.17, 0.08]) + jax.random.uniform(key) * (
