@@ -16,8 +16,8 @@ detector's failures on these eyeless, hairless renders.
 For every step and fitter: the base- and final-level geometry error (mm,
 after a similarity alignment, as `mofa eval`), landmark NME against the
 landmarks the fit was given, photometric error, seconds per face; next to
-the truth's own base level and the mean face at the true pose. Writes JSON and prints a
-markdown table.
+the truth's own base level and the mean face at the true pose. Writes JSON
+and prints a markdown table.
 """
 
 import dataclasses
@@ -83,16 +83,15 @@ FITTERS = {
 def step_config(step: str) -> synthetic.SyntheticConfig:
   """A lettered step's config, or 'd+<sigma>px': step d with noisy
   landmarks."""
-  letter, _, noise = step.partition('+')
-  values = {}
+  letter, noise_px = _step_parts(step)
+  values = dict(landmark_noise_px=noise_px)
   for name in 'abcdef'[:'abcdef'.index(letter) + 1]:
     values.update(STEP_CONFIGS[name])
-  if noise:
-    values['landmark_noise_px'] = float(noise.removesuffix('px'))
   return synthetic.SyntheticConfig(**values)
 
 
-def _step_order(step: str):
+def _step_parts(step: str):
+  """'d+4px' -> ('d', 4.0); 'c' -> ('c', 0.0)."""
   letter, _, noise = step.partition('+')
   return letter, float(noise.removesuffix('px') or 0)
 
@@ -185,7 +184,7 @@ def table(results: dict) -> str:
   """Markdown: one row per step and method."""
   lines = ['| step | method | geometry base / final (mm) | landmark NME | '
            'photometric base / final | s/face |', '|---|---|---|---|---|---|']
-  for step in sorted(results['steps'], key=_step_order):
+  for step in sorted(results['steps'], key=_step_parts):
     rows = results['steps'][step]
     for name, row in rows.items():
       if name == 'count':

@@ -31,6 +31,8 @@ from mofa_ml.rendering import raster
 from mofa_ml.rendering import shading
 
 _HAIR_COLOUR = jnp.asarray([0.10, 0.08, 0.07])
+_BROWN_IRIS = jnp.asarray([0.30, 0.17, 0.08])
+_BLUE_IRIS = jnp.asarray([0.22, 0.32, 0.42])
 
 
 @dataclasses.dataclass(frozen=True)
@@ -172,8 +174,7 @@ def _paint_openings(key, image, covered, marks, sh):
   grid = _pixel_centres(size)
   light = shading.shade(jnp.ones((1, 3)), jnp.asarray([[0.0, 0.0, -1.0]]),
                         sh)[0]
-  iris = jnp.asarray([0.30, 0.17, 0.08]) + jax.random.uniform(key) * (
-      jnp.asarray([0.22, 0.32, 0.42]) - jnp.asarray([0.30, 0.17, 0.08]))
+  iris = _BROWN_IRIS + jax.random.uniform(key) * (_BLUE_IRIS - _BROWN_IRIS)
   for eye in (lm.RIGHT_EYE, lm.LEFT_EYE):
     corners = marks[jnp.asarray(eye)]
     centre = jnp.mean(corners, axis=0)

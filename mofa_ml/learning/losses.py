@@ -58,9 +58,19 @@ def sparse_landmarks(detected: jax.Array, projected: jax.Array,
   return jnp.sum(confidence * jnp.sum((detected - projected)**2, -1)) / count
 
 
+def mean_landmark_distance(residual: jax.Array,
+                           confidence: jax.Array) -> jax.Array:
+  """() mean length (pixels) of the (L, 2) residuals of the landmarks whose
+  (L,) confidence is > 0 (a missing landmark is not counted)."""
+  chex.assert_shape(confidence, residual.shape[:1])
+  counted = confidence > 0
+  return jnp.sum(counted * jnp.linalg.norm(residual, axis=-1)) / jnp.maximum(
+      jnp.sum(counted), 1)
+
+
 def landmark_noise_weight(residual: jax.Array, confidence: jax.Array,
                           noise_px: float) -> jax.Array:
-  """min(1, (noise_px / e)^2), e the mean length of the counted landmarks'
+  """min(1, (noise_px / e)^2), e the `mean_landmark_distance` of the
   residuals: the sparse term's weight under Gaussian landmark noise whose
   level e is estimated from the residual, relative to the level `noise_px`
   that the term's own weight suits (iteratively reweighted: the fit
@@ -77,9 +87,7 @@ def landmark_noise_weight(residual: jax.Array, confidence: jax.Array,
   chex.assert_shape(confidence, residual.shape[:1])
   if noise_px <= 0:
     return jnp.ones((), residual.dtype)
-  counted = confidence > 0
-  error = jnp.sum(counted * jnp.linalg.norm(residual, axis=-1)) / jnp.maximum(
-      jnp.sum(counted), 1)
+  error = mean_landmark_distance(residual, confidence)
   return jnp.minimum(1.0, (noise_px / jnp.maximum(error, 1e-6))**2)
 
 

@@ -340,10 +340,8 @@ def face_objective(model: fm.FaceModel, intrinsics: camera.Intrinsics,
     result['total'] = result['total'] + (
         config.weight(term.weight) * config.weight(term.scaled_by) * value)
 
-  counted = confidence > 0
-  result['landmark_error_px'] = jnp.sum(
-      counted * jnp.linalg.norm(detected - face.projected, axis=-1)
-  ) / jnp.maximum(jnp.sum(counted), 1)
+  result['landmark_error_px'] = losses.mean_landmark_distance(
+      detected - face.projected, confidence)
   # The metrics count every compared vertex alike, whatever its weight.
   result['photometric_error_base'] = metrics.photometric_error(
       observed_base, base.colors, visible_base > 0)
