@@ -6,8 +6,10 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
+from mofa_ml.data import head as head_lib
 from mofa_ml.data import input_pipeline
 from mofa_ml.data import synthetic
+from mofa_ml.facemodel import ict
 from mofa_ml.facemodel import layout as layout_lib
 from mofa_ml.learning import objective
 from mofa_ml.rendering import camera
@@ -98,6 +100,75 @@ def test_painted_openings_change_only_the_eye_and_mouth_holes(ict_model,
         assert painted['image'][index][row, column].max() < 0.1
         pupils += 1
   assert pupils >= 6
+
+
+def test_head_is_the_ict_head_under_the_same_blendshape_weights(ict_model):
+  # The face's shape and expression coefficients are combinations of ICT's
+  # blendshapes: the head under them is the ICT head under those weights,
+  # so face and head meet without a seam.
+  head = head_lib.load_head(ict_model)
+  source, derived = ict.load_source(), ict.load_derived()
+  keys = jax.random.split(jax.random.PRNGKey(0))
+  shape = jax.random.normal(keys[0], (ict_model.num_shape,)) * \
+      ict_model.shape_sigma
+  expression = 0.3 * jax.random.normal(
+      keys[1], (ict_model.num_expression,)) * ict_model.expression_sigma
+  both = np.concatenate([ict_model.geometry(shape, expression),
+                         head_lib.geometry(head, shape, expression)])
+  identity_weights = np.asarray(shape) @ derived['identity_combination']
+  expression_weights = (np.asarray(expression) @
+                        derived['expression_combination'])
+  blended = 10.0 * (source['neutral'] + np.einsum(
+      'b,bnd->nd', identity_weights, source['identity_basis']) + np.einsum(
+          'b,bnd->nd', expression_weights, source['expression_basis']))
+  np.testing.assert_allclose(both, blended, atol=0.05)  # mm
+  assert int(head.eyeball.sum()) == 2 * 1570
+  with pytest.raises(ValueError, match='bundled ICT model'):
+    head_lib.load_head(ict_model.replace(name='bfm09'))
+
+
+def test_head_albedo_puts_pupils_at_the_gaze_and_skin_elsewhere(ict_model):
+  head = head_lib.load_head(ict_model)
+  skin = jnp.asarray([0.6, 0.4, 0.3])
+  albedo = np.asarray(head_lib.albedo(jax.random.PRNGKey(1), head, skin))
+  gaze = np.degrees(np.arccos(np.clip(np.asarray(head.gaze_cosine), -1, 1)))
+  eyeball = np.asarray(head.eyeball)
+  np.testing.assert_allclose(albedo[eyeball & (gaze < 8)], 0.02)
+  np.testing.assert_allclose(albedo[eyeball & (gaze > 30)],
+                             np.broadcast_to(head_lib.SCLERA, (np.sum(
+                                 eyeball & (gaze > 30)), 3)), atol=1e-6)
+  # Below the brows (ears, neck) the head is skin, whatever the hair.
+  low = ~eyeball & (np.asarray(head.height) < -40)
+  np.testing.assert_allclose(albedo[low], np.broadcast_to(skin, (
+      low.sum(), 3)), atol=1e-3)
+
+
+def test_head_renders_keep_the_ground_truth_and_fill_the_eyes(ict_model,
+                                                              faces):
+  layout = layout_lib.ParameterLayout.for_model(ict_model)
+  with_head = jax.device_get(synthetic.generate_batch(
+      jax.random.PRNGKey(3), ict_model, layout, camera.default_intrinsics(),
+      synthetic.SyntheticConfig(), 6, head_lib.load_head(ict_model)))
+  assert not with_head['overflow'].any()
+  np.testing.assert_array_equal(with_head['params'], faces['params'])
+  # Only the bumps near the seam see the head's normals (and the colour
+  # patches follow the bumps).
+  np.testing.assert_allclose(with_head['landmarks'][:, 17:],
+                             faces['landmarks'][:, 17:], atol=1e-3)
+  moved = np.linalg.norm(with_head['vertices'] - faces['vertices'], axis=-1)
+  assert np.median(moved) < 1e-4 and moved.max() < 2.0
+  recoloured = np.abs(with_head['albedo'] - faces['albedo']).max(-1)
+  assert np.median(recoloured) < 1e-4 and recoloured.max() < 0.05
+  for index in range(6):
+    grey = lambda image: np.asarray(image).mean(-1)
+    difference = np.abs(grey(with_head['image'][index]) -
+                        grey(faces['image'][index]))
+    assert (difference > 0.02).mean() > 0.05  # hair, ears, neck
+    # The eye openings show eyeballs instead of the background.
+    for opening in (range(36, 42), range(42, 48)):
+      inside = np.asarray(synthetic._inside_polygon(  # pylint: disable=protected-access
+          jnp.asarray(faces['landmarks'][index][list(opening)]), 240, 0.8))
+      assert (difference[inside] > 0.02).mean() > 0.8
 
 
 def test_generation_is_a_pure_function_of_the_key(ict_model):

@@ -22,6 +22,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from mofa_ml.data import head as head_lib
 from mofa_ml.facemodel import face_model as fm
 from mofa_ml.facemodel import landmarks as lm
 from mofa_ml.facemodel import layout as layout_lib
@@ -31,8 +32,6 @@ from mofa_ml.rendering import raster
 from mofa_ml.rendering import shading
 
 _HAIR_COLOUR = jnp.asarray([0.10, 0.08, 0.07])
-_BROWN_IRIS = jnp.asarray([0.30, 0.17, 0.08])
-_BLUE_IRIS = jnp.asarray([0.22, 0.32, 0.42])
 
 
 @dataclasses.dataclass(frozen=True)
@@ -70,10 +69,11 @@ class SyntheticConfig:
   painted_openings: bool = False
 
 
-def _smooth_bumps(key, vertices, normals, count, amplitude):
-  """Sum of Gaussian bumps along the normals: (N, 3) displacement."""
+def _smooth_bumps(key, vertices, normals, count, amplitude, centre_count):
+  """Sum of Gaussian bumps along the normals: (N, 3) displacement, the
+  bumps centred on the first `centre_count` vertices."""
   k1, k2, k3 = jax.random.split(key, 3)
-  centres = vertices[jax.random.randint(k1, (count,), 0, vertices.shape[0])]
+  centres = vertices[jax.random.randint(k1, (count,), 0, centre_count)]
   radii = jax.random.uniform(k2, (count,), minval=8.0, maxval=30.0)
   heights = jax.random.uniform(k3, (count,), minval=-amplitude,
                                maxval=amplitude)
@@ -174,14 +174,13 @@ def _paint_openings(key, image, covered, marks, sh):
   grid = _pixel_centres(size)
   light = shading.shade(jnp.ones((1, 3)), jnp.asarray([[0.0, 0.0, -1.0]]),
                         sh)[0]
-  iris = _BROWN_IRIS + jax.random.uniform(key) * (_BLUE_IRIS - _BROWN_IRIS)
+  iris = head_lib.random_iris(key)
   for eye in (lm.RIGHT_EYE, lm.LEFT_EYE):
     corners = marks[jnp.asarray(eye)]
     centre = jnp.mean(corners, axis=0)
     width = jnp.linalg.norm(corners[3] - corners[0])
     distance = jnp.linalg.norm(grid - centre, axis=-1)[..., None]
-    colour = jnp.where(distance < 0.28 * width, iris,
-                       jnp.asarray([0.80, 0.76, 0.72]))
+    colour = jnp.where(distance < 0.28 * width, iris, head_lib.SCLERA)
     colour = jnp.where(distance < 0.11 * width, 0.03, colour)
     opening = _inside_polygon(corners, size, 1.3)[..., None] & ~covered
     image = jnp.where(opening, jnp.clip(colour * light, 0.0, 1.0), image)
@@ -210,7 +209,8 @@ def generate_face(key: jax.Array, model: fm.FaceModel,
                   layout: layout_lib.ParameterLayout,
                   intrinsics: camera.Intrinsics,
                   config: SyntheticConfig,
-                  expression: Optional[jax.Array] = None
+                  expression: Optional[jax.Array] = None,
+                  head: Optional[head_lib.Head] = None
                   ) -> Dict[str, jax.Array]:
   """One synthetic face.
 
@@ -220,6 +220,9 @@ def generate_face(key: jax.Array, model: fm.FaceModel,
       camera and distribution.
     expression: (me,) expression coefficients to render (e.g. of known
       blendshape weights), or None to draw them from the prior.
+    head: render the rest of the head around the face (scalp with hair,
+      ears, neck, eyeballs; `head.load_head`), its back faces culled and
+      the mouth painted; None: the face alone.
 
   Returns:
     dict: 'image' (S, S, 3) float32 [0, 1]; 'landmarks' (68, 2) pixels;
@@ -254,35 +257,50 @@ def generate_face(key: jax.Array, model: fm.FaceModel,
       vertices, model.landmark_vertices, angles, distance) + shift
   sh = _random_light(keys[6], config.ambient_only)
   albedo = model.reflectance(reflectance)
+  count, triangles = model.num_vertices, model.triangles
+  if head is not None:
+    vertices = jnp.concatenate([vertices,
+                                head_lib.geometry(head, shape, expression)])
+    triangles = head.triangles
+  gains = jnp.ones(3)
   if config.out_of_space:
-    normals = mesh.vertex_normals(vertices, model.triangles)
+    normals = mesh.vertex_normals(vertices, triangles)
     vertices = vertices + _smooth_bumps(keys[7], vertices, normals,
                                         config.bump_count,
-                                        config.bump_amplitude_mm)
+                                        config.bump_amplitude_mm, count)
     # Melanin-like darkening absorbs blue and green more than red.
     darkness = jax.random.uniform(keys[8], (), maxval=config.max_darkness)
     gains = 1.0 - darkness * jnp.asarray([0.55, 0.68, 0.75])
     gains = gains * (1.0 + jax.random.uniform(keys[9], (3,), minval=-0.06,
                                               maxval=0.06))
-    albedo = albedo * gains + _colour_patches(keys[10], vertices,
+    face = vertices[:count]
+    albedo = albedo * gains + _colour_patches(keys[10], face,
                                               config.patch_count)
     beard_keys = jax.random.split(keys[11])
     has_beard = jax.random.uniform(beard_keys[0]) < config.beard_probability
-    beard = _beard_weight(vertices, vertices[model.landmark_vertices],
+    beard = _beard_weight(face, face[model.landmark_vertices],
                           beard_keys[1]) * has_beard
     albedo = albedo * (1 - beard[:, None]) + _HAIR_COLOUR * beard[:, None]
+  if head is not None:
+    skin = jnp.mean(model.reflectance(reflectance)[model.skin_vertices],
+                    axis=0) * gains
+    albedo = jnp.concatenate([albedo, head_lib.albedo(
+        jax.random.fold_in(key, 97), head, skin)])
   albedo = jnp.clip(albedo, 0.02, 0.98)
 
   rotation = camera.pose_rotation(angles)
   points = camera.rigid_transform(vertices, rotation, translation)
-  normals = mesh.vertex_normals(points, model.triangles)
+  normals = mesh.vertex_normals(points, triangles)
   pixels = camera.project(points, intrinsics)
   size = config.image_size
+  # A closed head hides its own back; the face alone is open, seen from
+  # either side.
   fragments = raster.rasterize(
-      jnp.concatenate([pixels, points[:, 2:]], -1), model.triangles,
-      height=size, width=size, capacity=4 * size * size)
+      jnp.concatenate([pixels, points[:, 2:]], -1), triangles,
+      height=size, width=size, capacity=4 * size * size,
+      cull_backfaces=head is not None)
   per_pixel = raster.interpolate(jnp.concatenate([normals, albedo], -1),
-                                 model.triangles, fragments)
+                                 triangles, fragments)
   colour = shading.shade(per_pixel[..., 3:],
                          mesh.safe_normalize(per_pixel[..., :3]), sh)
   covered = (fragments.triangle >= 0)[..., None]
@@ -290,12 +308,12 @@ def generate_face(key: jax.Array, model: fm.FaceModel,
   if config.background_grey >= 0:
     background = jnp.full_like(background, config.background_grey)
   image = jnp.where(covered, jnp.clip(colour, 0.0, 1.0), background)
-  if config.painted_openings:
+  if config.painted_openings or head is not None:
     image = _paint_openings(jax.random.fold_in(key, 98), image, covered,
                             pixels[model.landmark_vertices], sh)
 
   indices = model.landmark_vertices.at[jnp.asarray(lm.CONTOUR)].set(
-      outline_landmarks(model, points, normals))
+      outline_landmarks(model, points[:count], normals[:count]))
   marks = pixels[indices] + config.landmark_noise_px * jax.random.normal(
       jax.random.fold_in(key, 7), (lm.NUM_LANDMARKS, 2))
   params = layout_lib.FaceParams(
@@ -309,8 +327,8 @@ def generate_face(key: jax.Array, model: fm.FaceModel,
       'landmarks': marks.astype(jnp.float32),
       'landmark_confidence': jnp.ones(lm.NUM_LANDMARKS, jnp.float32),
       'params': base_layout.join(params).astype(jnp.float32),
-      'vertices': vertices.astype(jnp.float32),
-      'albedo': albedo.astype(jnp.float32),
+      'vertices': vertices[:count].astype(jnp.float32),
+      'albedo': albedo[:count].astype(jnp.float32),
       'overflow': fragments.overflow,
   }
 
@@ -319,10 +337,12 @@ def generate_face(key: jax.Array, model: fm.FaceModel,
 def generate_batch(key: jax.Array, model: fm.FaceModel,
                    layout: layout_lib.ParameterLayout,
                    intrinsics: camera.Intrinsics, config: SyntheticConfig,
-                   count: int) -> Dict[str, jax.Array]:
-  """`count` faces from one key (stacked along a leading axis)."""
+                   count: int, head: Optional[head_lib.Head] = None
+                   ) -> Dict[str, jax.Array]:
+  """`count` faces from one key (stacked along a leading axis); `head` as
+  in `generate_face`."""
   return jax.vmap(lambda k: generate_face(k, model, layout, intrinsics,
-                                          config))(
+                                          config, head=head))(
                                               jax.random.split(key, count))
 
 
