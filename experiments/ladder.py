@@ -8,11 +8,12 @@ Steps (each adds to the one before):
   b  + a directional light
   c  + head pose (up to 45 degrees of yaw)
   d  + random backgrounds
-  e  + landmarks from the real detector on the rendered image
+  e  + the rest of the head rendered around the face (hair, ears, neck,
+     eyeballs: `data/head.py`) and landmarks from the real detector on it
   f  + out-of-space bumps, beards and skin patches
 and, between d and e, d's faces with Gaussian noise of --noise_px pixels on
 the true landmarks (steps "d+2px", ...): detector-sized errors without the
-detector's failures on these eyeless, hairless renders.
+detector's own failures.
 For every step and fitter: the base- and final-level geometry error (mm,
 after a similarity alignment, as `mofa eval`), landmark NME against the
 landmarks the fit was given, photometric error, seconds per face; next to
@@ -34,6 +35,7 @@ import numpy as np
 from mofa_ml import compilation_cache
 from mofa_ml import image_io
 from mofa_ml.data import detection
+from mofa_ml.data import head as head_lib
 from mofa_ml.data import synthetic
 from mofa_ml.evaluation import evaluate
 from mofa_ml.facemodel import face_model as fm
@@ -60,7 +62,7 @@ STEP_CONFIGS = {
     'b': dict(ambient_only=False),
     'c': dict(max_yaw=45.0, max_pitch=15.0, max_roll=10.0),
     'd': dict(background_grey=-1.0),
-    'e': {},  # the detector's landmarks replace the true ones
+    'e': {},  # the head rendered, the detector's landmarks
     'f': dict(out_of_space=True),
 }
 FITTERS = {
@@ -97,14 +99,17 @@ def _step_parts(step: str):
 
 
 def faces_of_step(model, step: str, count: int, landmarker):
-  """A batch dict of `count` synthetic faces of a step (detected landmarks
-  from step e on; faces the detector misses are left out)."""
+  """A batch dict of `count` synthetic faces of a step (from step e on, the
+  whole head rendered and the landmarks detected; faces the detector misses
+  are left out)."""
   layout = layout_lib.ParameterLayout.for_model(model)
+  detected = step[0] >= 'e'
   faces = jax.device_get(synthetic.generate_batch(
       jax.random.PRNGKey(7), model, layout, camera.default_intrinsics(),
-      step_config(step), count))
+      step_config(step), count,
+      head_lib.load_head(model) if detected else None))
   faces = {key: np.array(value) for key, value in faces.items()}
-  if step[0] < 'e':
+  if not detected:
     return faces
   keep = []
   for index in range(count):

@@ -24,11 +24,12 @@ from mofa_ml.reconstruction import fit
 from mofa_ml.rendering import camera
 
 # Measured NME of the reconstruction's projected model landmarks against
-# the ground-truth .pts (Levenberg-Marquardt): breakingbad 0.077 (0.073
-# before the landmark noise weight), einstein 0.101, takeo 0.044 (the
-# detector's own: 0.048, 0.104, 0.036; Adam 0.095,
-# 0.113, 0.042; before the accuracy issue 0.104, 0.103, 0.050).
-NME_BOUNDS = {'breakingbad': 0.09, 'einstein': 0.12, 'takeo': 0.05}
+# the ground-truth .pts (Levenberg-Marquardt): breakingbad 0.081, einstein
+# 0.099, takeo 0.049 (0.077, 0.101, 0.044 with the landmark noise weight at
+# 3 px; 0.073, 0.101, 0.044 without it; the detector's own: 0.048, 0.104,
+# 0.036; Adam 0.095, 0.113, 0.042; before the accuracy issue 0.104, 0.103,
+# 0.050).
+NME_BOUNDS = {'breakingbad': 0.09, 'einstein': 0.12, 'takeo': 0.055}
 OUTPUTS = ('mesh_base.ply', 'mesh_base.obj', 'mesh_final.ply',
            'mesh_final.obj', 'textured_final.obj', 'textured_final.mtl',
            'textured_final_albedo.png', 'face.glb', 'code.mofa',

@@ -138,11 +138,12 @@ class FitConfig:
   # from the base.
   corrective_harmonics: Optional[int] = None
   corrective_rms_mm: float = 1.1
-  # Levenberg-Marquardt's landmark term loses weight as (3 px / mean
-  # landmark error)^2 where that error exceeds 3 px (a crop of 240 px):
+  # Levenberg-Marquardt's landmark term loses weight as (1.5 px / mean
+  # landmark error)^2 where that error exceeds 1.5 px (a crop of 240 px):
   # noisy landmarks no longer pull the fit far past the mean face.
-  # Calibrated on validation renders (docs/results.md); 0: fixed weight.
-  landmark_noise_px: float = 3.0
+  # Calibrated on validation renders with the detector's landmarks
+  # (docs/results.md); 0: fixed weight.
+  landmark_noise_px: float = 1.5
 
   def __post_init__(self):
     if self.base_solver not in BASE_STEPS:
