@@ -71,12 +71,8 @@ def load_head(model: fm.FaceModel) -> Head:
                      f'only, not {model.name!r} ({model.num_vertices} '
                      'vertices)')
   source = ict.load_source()
-
-  def combine(combination, blendshapes):
-    rest = blendshapes[:, front:]
-    flat = rest.reshape(len(rest), -1) * ict.CM_TO_MM
-    return (combination @ flat).reshape(len(combination), -1, 3)
-
+  combine = lambda combination, blendshapes: ict.combined_blendshapes(
+      combination, blendshapes, slice(front, None))
   neutral = source['neutral'] * ict.CM_TO_MM
   mean = neutral[front:]
   names = [str(name) for name in source['region_names']]

@@ -256,7 +256,8 @@ def generate_face(key: jax.Array, model: fm.FaceModel,
   translation = camera.centring_translation(
       vertices, model.landmark_vertices, angles, distance) + shift
   sh = _random_light(keys[6], config.ambient_only)
-  albedo = model.reflectance(reflectance)
+  base_albedo = model.reflectance(reflectance)
+  albedo = base_albedo
   count, triangles = model.num_vertices, model.triangles
   if head is not None:
     vertices = jnp.concatenate([vertices,
@@ -282,8 +283,7 @@ def generate_face(key: jax.Array, model: fm.FaceModel,
                           beard_keys[1]) * has_beard
     albedo = albedo * (1 - beard[:, None]) + _HAIR_COLOUR * beard[:, None]
   if head is not None:
-    skin = jnp.mean(model.reflectance(reflectance)[model.skin_vertices],
-                    axis=0) * gains
+    skin = jnp.mean(base_albedo[model.skin_vertices], axis=0) * gains
     albedo = jnp.concatenate([albedo, head_lib.albedo(
         jax.random.fold_in(key, 97), head, skin)])
   albedo = jnp.clip(albedo, 0.02, 0.98)

@@ -126,6 +126,15 @@ def _load_npz(path: str) -> Dict[str, np.ndarray]:
     return {key: data[key] for key in data.files}
 
 
+def combined_blendshapes(combination: np.ndarray, blendshapes: np.ndarray,
+                         vertices: slice) -> np.ndarray:
+  """(K, V, 3) mm: the K combinations (K, B) of the (B, ...) blendshapes (cm)
+  on the `vertices` they select."""
+  chosen = blendshapes[:, vertices]
+  flat = chosen.reshape(len(chosen), -1) * CM_TO_MM
+  return (combination @ flat).reshape(len(combination), -1, 3)
+
+
 def model_fields(source: Dict[str, np.ndarray],
                  derived: Dict[str, np.ndarray]) -> Dict[str, Any]:
   """The `FaceModel` fields from the ICT arrays and their derived asset."""
@@ -135,10 +144,8 @@ def model_fields(source: Dict[str, np.ndarray],
                      f'{DERIVED_FORMAT_VERSION}; rebuild it with '
                      '`python -m mofa_ml.facemodel.build_asset`')
   front = int(derived['front_vertex_count'])
-
-  def combine(combination, blendshapes):
-    flat = blendshapes[:, :front].reshape(len(blendshapes), -1) * CM_TO_MM
-    return (combination @ flat).reshape(len(combination), front, 3)
+  combine = lambda combination, blendshapes: combined_blendshapes(
+      combination, blendshapes, slice(None, front))
 
   return dict(
       mean_shape=jnp.asarray(source['neutral'][:front] * CM_TO_MM),
