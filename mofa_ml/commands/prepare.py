@@ -30,7 +30,7 @@ _SHARD_SIZE = flags.DEFINE_integer('shard_size', 256,
 _VALIDATION = flags.DEFINE_float('validation_fraction', 0.02,
                                  'Share of sources in the validation split.')
 _MIN_CONFIDENCE = flags.DEFINE_float(
-    'min_confidence', 0.3, 'Drop faces whose mean landmark confidence '
+    'min_confidence', 0.32, 'Drop faces whose mean landmark confidence '
     '(mirror-fit agreement, 0..1) is lower.')
 _MIN_EYES = flags.DEFINE_float('min_eye_distance_px', 20.0,
                                'Drop faces smaller than this.')

@@ -7,10 +7,16 @@ package (README, "Face detection"): dlib's HOG face detector (inside
 model and OpenCV 5 no longer ships Haar cascades, so neither works offline;
 dlib's CNN detector is as accurate here but 20-70 s per photo on a CPU.
 
+The predictor is run twice: in the detector's box, then in a box placed
+on those landmarks as the detector places it on well-found faces, since a
+detector box off the face's centre (wild hair, a tilted head) leaves the
+predictor's cascade in a wrong basin (einstein: NME 0.104 -> 0.067).
+
 Per-point confidence: the predictor is run on the photo and on its mirror
-image; a point's confidence is exp(-(d / 0.05)^2) for d its disagreement
-between the two fits over the outer-eye-corner distance, so unstable points
-(occluded, out of the detector's comfort zone) weigh less in E_sparse.
+image; a point's confidence falls with d, its disagreement between the two
+fits over the outer-eye-corner distance, as its measured error variance
+rises (`flip_confidence`), so unstable points (occluded, out of the
+detector's comfort zone) weigh less in E_sparse.
 
 Licence: the 68-point model was trained on iBUG 300-W, whose licence
 excludes commercial use (dlib-models' note); see README.
@@ -22,7 +28,18 @@ import numpy as np
 
 from mofa_ml.facemodel import landmarks as lm
 
-_FLIP_SCALE = 0.05  # disagreement (in eye distances) that drops conf. to 1/e
+# Measured on 53 head renders (`data/head.py`, seeds 11-13, step e of the
+# ladder): within a face, the inverse error variance of the points with
+# d < 0.01 is 2.2 times the face's mean, of those with d > 0.15 about 0.5;
+# 0.2 + 0.8 / (1 + (d / 0.02)^2) follows it (docs/results.md).
+_FLIP_SCALE = 0.02
+_FLIP_FLOOR = 0.2
+# Where dlib's HOG detector puts its box on the 20 of those renders whose
+# landmarks it found within 0.07 NME: the box's centre is offset from the
+# landmarks' centroid by these multiples of their RMS radius, its side is
+# _BOX_SIDE radii.
+_BOX_OFFSET = (-0.01, -0.168)
+_BOX_SIDE = 2.68
 
 
 class Detection(NamedTuple):
@@ -96,12 +113,9 @@ class FaceLandmarker:
     flipped = self._fit(mirrored, mirror_box)
     flipped[:, 0] = width - 1 - flipped[:, 0]
     flipped = flipped[list(lm.MIRROR)]
-    eyes = np.linalg.norm(points[lm.RIGHT_EYE_OUTER_CORNER] -
-                          points[lm.LEFT_EYE_OUTER_CORNER])
-    disagreement = np.linalg.norm(points - flipped, axis=1) / max(eyes, 1.0)
-    confidence = np.exp(-(disagreement / _FLIP_SCALE)**2).astype(np.float32)
     return Detection(np.asarray(box, np.float32), 0.0,
-                     ((points + flipped) / 2).astype(np.float32), confidence)
+                     ((points + flipped) / 2).astype(np.float32),
+                     flip_confidence(points, flipped))
 
   def detect(self, image: np.ndarray) -> List[Detection]:
     """All faces in a photo, largest first.
@@ -126,9 +140,34 @@ class FaceLandmarker:
     for box, score in zip(boxes, scores):
       full = np.array([box.left(), box.top(), box.right(), box.bottom()],
                       np.float32) / scale
-      detection = self.landmarks_in_box(image, full)
+      first = self.landmarks_in_box(image, full)
+      detection = self.landmarks_in_box(image, box_around(first.landmarks))
       detections.append(detection._replace(score=float(score)))
     return sorted(detections, key=lambda d: -d.area)
+
+
+def flip_confidence(points: np.ndarray, flipped: np.ndarray) -> np.ndarray:
+  """(68,) float32 confidences in [0.2, 1] of two (68, 2) fits of one face
+  (the photo's and the mirror image's, mapped back): 0.2 + 0.8 / (1 + (d /
+  0.02)^2), d a point's disagreement over the outer-eye-corner distance."""
+  eyes = np.linalg.norm(points[lm.RIGHT_EYE_OUTER_CORNER] -
+                        points[lm.LEFT_EYE_OUTER_CORNER])
+  disagreement = np.linalg.norm(points - flipped, axis=1) / max(eyes, 1.0)
+  return (_FLIP_FLOOR + (1 - _FLIP_FLOOR) /
+          (1 + (disagreement / _FLIP_SCALE)**2)).astype(np.float32)
+
+
+def box_around(landmarks: np.ndarray) -> np.ndarray:
+  """(4,) float32 (left, top, right, bottom): the square box dlib's HOG
+  detector puts around a face with these (68, 2) landmarks (pixels)."""
+  landmarks = np.asarray(landmarks, np.float64)
+  if landmarks.shape != (lm.NUM_LANDMARKS, 2):
+    raise ValueError(f'expected (68, 2) landmarks, got {landmarks.shape}')
+  centroid = landmarks.mean(axis=0)
+  radius = np.sqrt(np.mean(np.sum((landmarks - centroid)**2, axis=1)))
+  centre = centroid + radius * np.asarray(_BOX_OFFSET)
+  half = radius * _BOX_SIDE / 2
+  return np.concatenate([centre - half, centre + half]).astype(np.float32)
 
 
 def _as_uint8(image: np.ndarray) -> np.ndarray:

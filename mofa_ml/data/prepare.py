@@ -47,7 +47,9 @@ class PrepareOptions:
     frame_step: sample every n-th frame of videos.
     shard_size: items per shard (the unit of resumption).
     validation_fraction: share of sources in the validation split.
-    min_confidence: drop faces whose mean landmark confidence is lower.
+    min_confidence: drop faces whose mean landmark confidence is lower
+      (`detection.flip_confidence`; 0.32 rejects the faces whose mirror
+      fits disagree by about 0.055 eye distances on average).
     min_eye_distance_px: drop faces smaller than this in the photo.
     all_faces: keep every face of a photo, not only the largest.
     num_workers: processes working on shards in parallel.
@@ -60,7 +62,7 @@ class PrepareOptions:
   frame_step: int = 10
   shard_size: int = 256
   validation_fraction: float = 0.02
-  min_confidence: float = 0.3
+  min_confidence: float = 0.32
   min_eye_distance_px: float = 20.0
   all_faces: bool = False
   num_workers: int = 1
