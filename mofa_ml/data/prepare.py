@@ -49,7 +49,7 @@ class PrepareOptions:
     validation_fraction: share of sources in the validation split.
     min_confidence: drop faces whose mean landmark confidence is lower
       (`detection.flip_confidence`; 0.32 rejects the faces whose mirror
-      fits disagree by about 0.055 eye distances on average).
+      fits disagree by about 0.05 eye distances on average).
     min_eye_distance_px: drop faces smaller than this in the photo.
     all_faces: keep every face of a photo, not only the largest.
     num_workers: processes working on shards in parallel.
