@@ -81,15 +81,14 @@ def test_box_around_is_equivariant_and_where_the_detector_puts_it(
   np.testing.assert_allclose(moved, 2.0 * box + np.array([10, -5, 10, -5]),
                              rtol=1e-5)
   assert box[2] - box[0] == pytest.approx(box[3] - box[1])
+  photo = image_io.load_photo(sample.image_path)
   detector_box, _, _ = landmarker._detector.run(  # pylint: disable=protected-access
-      image_io.load_photo(sample.image_path), landmarker.upsample,
-      landmarker.threshold)
+      photo, landmarker.upsample, landmarker.threshold)
   hog = detector_box[0]
   hog = np.array([hog.left(), hog.top(), hog.right(), hog.bottom()])
   # Within 8% of the detector's box side at every edge (measured 5%).
   assert np.max(np.abs(box - hog)) < 0.08 * (hog[2] - hog[0])
   # `detect` refits the landmarks in the box placed on its first fit's.
-  photo = image_io.load_photo(sample.image_path)
   first = landmarker.landmarks_in_box(photo, hog)
   found = landmarker.detect(photo)[0]
   np.testing.assert_allclose(found.box, detection.box_around(first.landmarks))

@@ -36,9 +36,9 @@ from mofa_ml.facemodel import landmarks as lm
 _FLIP_SCALE = 0.02
 _FLIP_FLOOR = 0.2
 # Where dlib's HOG detector puts its box on the 20 of the 53 step-e renders
-# at those seeds whose landmarks it found within 0.07 NME: the box's centre is offset from the
-# landmarks' centroid by these multiples of their RMS radius, its side is
-# _BOX_SIDE radii.
+# at those seeds whose landmarks it found within 0.07 NME: the box's centre
+# is offset from the landmarks' centroid by these multiples of their RMS
+# radius, its side is _BOX_SIDE radii.
 _BOX_OFFSET = (-0.01, -0.168)
 _BOX_SIDE = 2.68
 
