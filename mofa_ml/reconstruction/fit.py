@@ -107,7 +107,10 @@ class FitConfig:
   """
   base_solver: str = 'gauss_newton'
   landmark_iterations: int = 5
-  continuation: tuple = (300.0, (30.0, 4), (10.0, 4), (3.0, 4))
+  # Starting the photometric stages at 100 times the prior rather than 30
+  # (validation renders with detected landmarks, docs/results.md): the pose
+  # and light settle on the photo before the shape moves.
+  continuation: tuple = (300.0, (100.0, 4), (30.0, 4), (10.0, 4), (3.0, 4))
   base_steps: Optional[int] = None
   irls_epsilon: float = 1e-3
   hessian_vertices: int = 1024
