@@ -83,10 +83,10 @@ def test_ladder_steps_a_and_b_stay_at_the_truth_and_beat_the_mean_face(
     ict_model):
   # Measured (docs/results.md, ladder, 4 faces, Levenberg-Marquardt):
   # step a 0.51 mm from the truth (Adam: 1.05, the paper's fitter: 2.13),
-  # 1.14 mm from the mean face's 3.95 (Adam: 2.69). Ambient light leaves
+  # 1.08 mm from the mean face's 3.95 (Adam: 2.69). Ambient light leaves
   # shape directions that only the prior fixes; with a directional light
   # (step b) the fit from the truth stays within 0.06 mm and from the mean
-  # reaches 0.45 mm (the shading's dependence on the shape in the Jacobian;
+  # reaches 0.41 mm (the shading's dependence on the shape in the Jacobian;
   # without it 1.19 mm).
   step_a = _ladder_errors(ict_model, STEP_A, 2)
   assert step_a['truth'] < 0.8
