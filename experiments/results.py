@@ -248,6 +248,15 @@ def arkit_table(results: str) -> str:
       lambda f: f.read().strip())
 
 
+def photo_landmarks_table(results: str) -> str:
+  """The table `experiments/photo_landmarks.py` writes beside its JSON."""
+  return _table_from(
+      os.path.join(results, 'photo_landmarks.md'),
+      'python -m experiments.photo_landmarks '
+      '--output=docs/results/photo_landmarks.json',
+      lambda f: f.read().strip())
+
+
 def write_markdown(results: str, prose_path: str):
   with open(prose_path, encoding='utf-8') as f:
     template = f.read()
@@ -256,6 +265,8 @@ def write_markdown(results: str, prose_path: str):
   text = text.replace('{{TARGETS_TABLE}}', targets_table(results))
   text = text.replace('{{LADDER_TABLE}}', ladder_table(results))
   text = text.replace('{{ARKIT_TABLE}}', arkit_table(results))
+  text = text.replace('{{PHOTO_LANDMARKS_TABLE}}',
+                      photo_landmarks_table(results))
   output = os.path.join(_DOCS.value, 'results.md')
   image_io.atomic_write_bytes(output, text.encode(), overwrite=True)
   print(f'wrote {output}')

@@ -1,0 +1,156 @@
+"""Landmark accuracy on the bundled photos against their 68-point truth.
+
+    python -m experiments.photo_landmarks \
+        --output=docs/results/photo_landmarks.json
+
+(writes the JSON and its markdown table, docs/results/photo_landmarks.md,
+which `experiments/results.py` puts into docs/results.md).
+
+For each bundled photo: the detector's landmarks (`data/detection.py`), the
+mean face at the fitted pose (the fit's identity and expression set to zero:
+what the fit adds over it), and the fitted model's projected landmarks
+(`mofa reconstruct`'s fit, sliding jaw contour included), each as NME
+against the truth, overall and per region. The fit is repeated with the
+detections shifted by +-`--shift_px` along x and y: the spread of those
+five fits is the fit's own sensitivity, against which a change of the
+method has to be judged.
+"""
+
+import dataclasses
+import json
+import os
+
+from absl import app
+from absl import flags
+import numpy as np
+from PIL import Image
+
+from mofa_ml import compilation_cache
+from mofa_ml import image_io
+from mofa_ml import samples
+from mofa_ml.data import detection
+from mofa_ml.evaluation import metrics
+from mofa_ml.facemodel import face_model as fm
+from mofa_ml.facemodel import landmarks as lm
+from mofa_ml.reconstruction import fit
+from mofa_ml.reconstruction import outputs
+from mofa_ml.reconstruction import reconstruct
+
+_OUTPUT = flags.DEFINE_string('output', 'photo_landmarks.json',
+                              'JSON to write (and its .md beside it).')
+_SHIFT_PX = flags.DEFINE_float(
+    'shift_px', 0.3, 'Shift of the detections for the repeated fits, photo '
+    'pixels; 0 fits once.')
+
+REGIONS = {'jaw': lm.JAW, 'brows': lm.RIGHT_BROW + lm.LEFT_BROW,
+           'nose': lm.NOSE_BRIDGE + lm.NOSTRILS,
+           'eyes': lm.RIGHT_EYE + lm.LEFT_EYE,
+           'mouth': lm.OUTER_LIPS + lm.INNER_LIPS}
+# The issue's target for the fitted model's NME on each bundled photo.
+TARGET_NME = 0.05
+
+
+def region_errors(points: np.ndarray, truth: np.ndarray) -> dict:
+  """{'all': NME, region: NME over its points} of (68, 2) points, all
+  normalised by the truth's outer-eye-corner distance."""
+  eyes = np.linalg.norm(truth[lm.RIGHT_EYE_OUTER_CORNER] -
+                        truth[lm.LEFT_EYE_OUTER_CORNER])
+  distances = np.linalg.norm(points - truth, axis=1) / eyes
+  errors = {'all': float(metrics.landmark_nme(points, truth))}
+  errors.update({name: float(distances[list(points_of)].mean())
+                 for name, points_of in REGIONS.items()})
+  return errors
+
+
+def model_landmarks(model, reconstructor, face, photo_shape) -> np.ndarray:
+  return np.asarray(outputs.description(
+      model, reconstructor.intrinsics, face, photo_shape)['landmarks']
+                    ['model_projected'], np.float64)
+
+
+def evaluate_photo(model, reconstructor, finder, image, truth, shift_px):
+  """The detector, the mean face and the model on one photo (see module
+  docstring)."""
+  found = finder.detect(image)
+  if not found:
+    raise ValueError('no face found')
+  detected = found[0]
+  shifts = [(0.0, 0.0)]
+  if shift_px > 0:
+    shifts += [(shift_px, 0.0), (-shift_px, 0.0), (0.0, shift_px),
+               (0.0, -shift_px)]
+  fits, seconds, mean_face = [], [], None
+  for shift in shifts:
+    face = reconstructor.reconstruct_face(
+        image, detected.landmarks + np.float32(shift),
+        detected.point_confidence)
+    fits.append(region_errors(
+        model_landmarks(model, reconstructor, face, image.shape), truth))
+    seconds.append(face.seconds)
+    if mean_face is None:
+      params = face.params._replace(
+          shape=np.zeros_like(face.params.shape),
+          expression=np.zeros_like(face.params.expression))
+      mean_face = region_errors(model_landmarks(
+          model, reconstructor, dataclasses.replace(face, params=params),
+          image.shape), truth)
+  overall = [f['all'] for f in fits]
+  return {
+      'eye_distance_px': float(np.linalg.norm(
+          truth[lm.RIGHT_EYE_OUTER_CORNER] - truth[lm.LEFT_EYE_OUTER_CORNER])),
+      'detector': region_errors(detected.landmarks.astype(np.float64), truth),
+      'mean_face_at_fitted_pose': mean_face,
+      'model': {name: float(np.mean([f[name] for f in fits]))
+                for name in fits[0]},
+      'model_range': [float(min(overall)), float(max(overall))],
+      'fits': len(fits),
+      'seconds_per_fit': float(np.mean(seconds[1:] or seconds)),
+  }
+
+
+def table(results: dict) -> str:
+  """Markdown: one row per photo and source."""
+  lines = ['| photo | landmarks | NME | ' + ' | '.join(REGIONS) +
+           f' | NME <= {TARGET_NME} |', '|---' * (len(REGIONS) + 4) + '|']
+  for name, row in results['photos'].items():
+    for source, label in (('detector', 'detector'),
+                          ('mean_face_at_fitted_pose',
+                           'mean face at the fitted pose'),
+                          ('model', f'fitted model (mean of {row["fits"]})')):
+      errors = row[source]
+      overall = f'{errors["all"]:.3f}'
+      if source == 'model' and row['fits'] > 1:
+        overall += ' [{:.3f}-{:.3f}]'.format(*row['model_range'])
+      met = ('yes' if errors['all'] <= TARGET_NME else 'no'
+             ) if source == 'model' else ''
+      lines.append(f'| {name} | {label} | {overall} | ' + ' | '.join(
+          f'{errors[region]:.3f}' for region in REGIONS) + f' | {met} |')
+  return '\n'.join(lines)
+
+
+def main(argv):
+  if len(argv) > 1:
+    raise app.UsageError(f'unexpected arguments: {argv[1:]}')
+  compilation_cache.enable()
+  model = fm.load_face_model()
+  reconstructor = reconstruct.Reconstructor(model, None, fit.FitConfig())
+  finder = detection.FaceLandmarker()
+  results = {'shift_px': _SHIFT_PX.value, 'target_nme': TARGET_NME,
+             'photos': {}}
+  for name, sample in samples.sample_faces().items():
+    image = np.asarray(Image.open(sample.image_path).convert('RGB'))
+    truth = lm.read_pts(sample.landmarks_path).astype(np.float64)
+    results['photos'][name] = evaluate_photo(
+        model, reconstructor, finder, image, truth, _SHIFT_PX.value)
+    print(name, json.dumps(results['photos'][name]), flush=True)
+  image_io.atomic_write_bytes(_OUTPUT.value,
+                              json.dumps(results, indent=1).encode(),
+                              overwrite=True)
+  markdown = table(results)
+  image_io.atomic_write_bytes(os.path.splitext(_OUTPUT.value)[0] + '.md',
+                              (markdown + '\n').encode(), overwrite=True)
+  print(markdown)
+
+
+if __name__ == '__main__':
+  app.run(main)
