@@ -63,6 +63,8 @@ def region_errors(points: np.ndarray, truth: np.ndarray) -> dict:
 
 
 def model_landmarks(model, reconstructor, face, photo_shape) -> np.ndarray:
+  """(68, 2) photo pixels: the face's projected model landmarks, as
+  `mofa reconstruct` reports them (sliding jaw contour included)."""
   return np.asarray(outputs.description(
       model, reconstructor.intrinsics, face, photo_shape)['landmarks']
                     ['model_projected'], np.float64)
@@ -104,6 +106,7 @@ def evaluate_photo(model, reconstructor, finder, image, truth, shift_px):
                 for name in fits[0]},
       'model_range': [float(min(overall)), float(max(overall))],
       'fits': len(fits),
+      # The first fit of the first photo may include compiling.
       'seconds_per_fit': float(np.mean(seconds[1:] or seconds)),
   }
 

@@ -240,20 +240,12 @@ def ladder_table(results: str) -> str:
       lambda f: ladder.table(json.load(f)))
 
 
-def arkit_table(results: str) -> str:
-  """The table `experiments/arkit_bench.py` writes beside its JSON."""
+def table_beside_json(results: str, name: str, module: str) -> str:
+  """The markdown table `experiments/<module>.py` writes beside its JSON,
+  <results>/<name>.md."""
   return _table_from(
-      os.path.join(results, 'arkit.md'),
-      'python -m experiments.arkit_bench --output=docs/results/arkit.json',
-      lambda f: f.read().strip())
-
-
-def photo_landmarks_table(results: str) -> str:
-  """The table `experiments/photo_landmarks.py` writes beside its JSON."""
-  return _table_from(
-      os.path.join(results, 'photo_landmarks.md'),
-      'python -m experiments.photo_landmarks '
-      '--output=docs/results/photo_landmarks.json',
+      os.path.join(results, f'{name}.md'),
+      f'python -m experiments.{module} --output=docs/results/{name}.json',
       lambda f: f.read().strip())
 
 
@@ -264,9 +256,10 @@ def write_markdown(results: str, prose_path: str):
   text = text.replace('{{SPEED_TABLES}}', speed_tables(results))
   text = text.replace('{{TARGETS_TABLE}}', targets_table(results))
   text = text.replace('{{LADDER_TABLE}}', ladder_table(results))
-  text = text.replace('{{ARKIT_TABLE}}', arkit_table(results))
-  text = text.replace('{{PHOTO_LANDMARKS_TABLE}}',
-                      photo_landmarks_table(results))
+  text = text.replace('{{ARKIT_TABLE}}',
+                      table_beside_json(results, 'arkit', 'arkit_bench'))
+  text = text.replace('{{PHOTO_LANDMARKS_TABLE}}', table_beside_json(
+      results, 'photo_landmarks', 'photo_landmarks'))
   output = os.path.join(_DOCS.value, 'results.md')
   image_io.atomic_write_bytes(output, text.encode(), overwrite=True)
   print(f'wrote {output}')
