@@ -50,12 +50,16 @@ REGIONS = {'jaw': lm.JAW, 'brows': lm.RIGHT_BROW + lm.LEFT_BROW,
 TARGET_NME = 0.05
 
 
+def eye_distance(truth: np.ndarray) -> float:
+  """The outer-eye-corner distance of (68, 2) points, pixels: NME's unit."""
+  return float(np.linalg.norm(truth[lm.RIGHT_EYE_OUTER_CORNER] -
+                              truth[lm.LEFT_EYE_OUTER_CORNER]))
+
+
 def region_errors(points: np.ndarray, truth: np.ndarray) -> dict:
   """{'all': NME, region: NME over its points} of (68, 2) points, all
   normalised by the truth's outer-eye-corner distance."""
-  eyes = np.linalg.norm(truth[lm.RIGHT_EYE_OUTER_CORNER] -
-                        truth[lm.LEFT_EYE_OUTER_CORNER])
-  distances = np.linalg.norm(points - truth, axis=1) / eyes
+  distances = np.linalg.norm(points - truth, axis=1) / eye_distance(truth)
   errors = {'all': float(metrics.landmark_nme(points, truth))}
   errors.update({name: float(distances[list(points_of)].mean())
                  for name, points_of in REGIONS.items()})
@@ -81,25 +85,23 @@ def evaluate_photo(model, reconstructor, finder, image, truth, shift_px):
   if shift_px > 0:
     shifts += [(shift_px, 0.0), (-shift_px, 0.0), (0.0, shift_px),
                (0.0, -shift_px)]
-  fits, seconds, mean_face = [], [], None
-  for shift in shifts:
-    face = reconstructor.reconstruct_face(
-        image, detected.landmarks + np.float32(shift),
-        detected.point_confidence)
-    fits.append(region_errors(
-        model_landmarks(model, reconstructor, face, image.shape), truth))
-    seconds.append(face.seconds)
-    if mean_face is None:
-      params = face.params._replace(
-          shape=np.zeros_like(face.params.shape),
-          expression=np.zeros_like(face.params.expression))
-      mean_face = region_errors(model_landmarks(
-          model, reconstructor, dataclasses.replace(face, params=params),
-          image.shape), truth)
+  faces = [reconstructor.reconstruct_face(
+      image, detected.landmarks + np.float32(shift),
+      detected.point_confidence) for shift in shifts]
+  fits = [region_errors(model_landmarks(model, reconstructor, face,
+                                        image.shape), truth)
+          for face in faces]
+  unshifted = faces[0]
+  mean_params = unshifted.params._replace(
+      shape=np.zeros_like(unshifted.params.shape),
+      expression=np.zeros_like(unshifted.params.expression))
+  mean_face = region_errors(model_landmarks(
+      model, reconstructor, dataclasses.replace(unshifted, params=mean_params),
+      image.shape), truth)
+  seconds = [face.seconds for face in faces]
   overall = [f['all'] for f in fits]
   return {
-      'eye_distance_px': float(np.linalg.norm(
-          truth[lm.RIGHT_EYE_OUTER_CORNER] - truth[lm.LEFT_EYE_OUTER_CORNER])),
+      'eye_distance_px': eye_distance(truth),
       'detector': region_errors(detected.landmarks.astype(np.float64), truth),
       'mean_face_at_fitted_pose': mean_face,
       'model': {name: float(np.mean([f[name] for f in fits]))
