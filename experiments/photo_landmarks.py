@@ -8,9 +8,11 @@ which `experiments/results.py` puts into docs/results.md).
 
 For each bundled photo: the detector's landmarks (`data/detection.py`), the
 mean face at the fitted pose (the fit's identity and expression set to zero:
-what the fit adds over it), and the fitted model's projected landmarks
-(`mofa reconstruct`'s fit, sliding jaw contour included), each as NME
-against the truth, overall and per region. The fit is repeated with the
+what the fit adds over it), the fitted model's projected landmarks
+(`mofa reconstruct`'s fit, sliding jaw contour included) and the same fit
+given the true landmarks instead of the detector's (what is left of the
+model's error when the detector is perfect: the objective's share), each as
+NME against the truth, overall and per region. The fit is repeated with the
 detections shifted by +-`--shift_px` along x and y: the spread of those
 five fits is the fit's own sensitivity, against which a change of the
 method has to be judged.
@@ -91,6 +93,8 @@ def evaluate_photo(model, reconstructor, finder, image, truth, shift_px):
   fits = [region_errors(model_landmarks(model, reconstructor, face,
                                         image.shape), truth)
           for face in faces]
+  given_truth = reconstructor.reconstruct_face(
+      image, truth.astype(np.float32), np.ones(len(truth), np.float32))
   unshifted = faces[0]
   mean_params = unshifted.params._replace(
       shape=np.zeros_like(unshifted.params.shape),
@@ -107,6 +111,8 @@ def evaluate_photo(model, reconstructor, finder, image, truth, shift_px):
       'model': {name: float(np.mean([f[name] for f in fits]))
                 for name in fits[0]},
       'model_range': [float(min(overall)), float(max(overall))],
+      'model_given_true_landmarks': region_errors(model_landmarks(
+          model, reconstructor, given_truth, image.shape), truth),
       'fits': len(fits),
       # The first fit of the first photo may include compiling.
       'seconds_per_fit': float(np.mean(seconds[1:] or seconds)),
@@ -121,7 +127,9 @@ def table(results: dict) -> str:
     for source, label in (('detector', 'detector'),
                           ('mean_face_at_fitted_pose',
                            'mean face at the fitted pose'),
-                          ('model', f'fitted model (mean of {row["fits"]})')):
+                          ('model', f'fitted model (mean of {row["fits"]})'),
+                          ('model_given_true_landmarks',
+                           'fitted model given the true landmarks')):
       errors = row[source]
       overall = f'{errors["all"]:.3f}'
       if source == 'model' and row['fits'] > 1:

@@ -52,12 +52,16 @@ def test_table_marks_the_target_on_the_model_rows_only():
   errors = lambda value: dict({'all': value}, **{
       region: value for region in experiment.REGIONS})
   row = {'detector': errors(0.04), 'mean_face_at_fitted_pose': errors(0.09),
-         'model': errors(0.06), 'model_range': [0.055, 0.065], 'fits': 5}
+         'model': errors(0.06), 'model_range': [0.055, 0.065], 'fits': 5,
+         'model_given_true_landmarks': errors(0.03)}
   good = dict(row, model=errors(0.049), model_range=[0.048, 0.05])
   text = experiment.table({'photos': {'a': row, 'b': good}})
   lines = text.splitlines()
-  assert len(lines) == 2 + 2 * 3
+  assert len(lines) == 2 + 2 * 4
   assert lines[4].startswith('| a | fitted model (mean of 5) | 0.060 '
                              '[0.055-0.065] |') and lines[4].endswith('| no |')
-  assert lines[7].endswith('| yes |')
-  assert all(line.endswith('|  |') for line in lines[2:4] + lines[5:7])
+  assert lines[5].startswith('| a | fitted model given the true landmarks '
+                             '| 0.030 |')
+  assert lines[8].endswith('| yes |')
+  assert all(line.endswith('|  |')
+             for line in lines[2:4] + lines[5:8] + lines[9:])
