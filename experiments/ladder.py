@@ -13,7 +13,10 @@ Steps (each adds to the one before):
   f  + out-of-space bumps, beards and skin patches
 and, between d and e, d's faces with Gaussian noise of --noise_px pixels on
 the true landmarks (steps "d+2px", ...): detector-sized errors without the
-detector's own failures.
+detector's own failures; after f, steps e and f rendered with the albedo of
+a bundled photo (--appearance; steps "e@takeo", ...: `photo_albedo.py`):
+real skin appearance that the model's reflectance space does not hold, on
+faces whose geometry is still known.
 For every step and fitter: the base- and final-level geometry error (mm,
 after a similarity alignment, as `mofa eval`), landmark NME against the
 landmarks the fit was given, photometric error, seconds per face; next to
@@ -32,6 +35,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from experiments import photo_albedo
 from mofa_ml import compilation_cache
 from mofa_ml import image_io
 from mofa_ml.data import detection
@@ -51,6 +55,9 @@ _FITTERS = flags.DEFINE_list('fitters', ['paper', 'adam', 'gauss_newton'],
 _NOISE_PX = flags.DEFINE_list(
     'noise_px', ['2', '4', '8'], 'Landmark noise levels (pixels, standard '
     'deviation per axis) for the noisy-landmark steps on step d\'s faces.')
+_APPEARANCE = flags.DEFINE_list(
+    'appearance', ['takeo'], 'Bundled photos whose albedo steps e and f are '
+    'rendered with as well (steps "e@<photo>", "f@<photo>").')
 _OUTPUT = flags.DEFINE_string('output', 'ladder.json', 'JSON to write.')
 _OVERWRITE = flags.DEFINE_bool(
     'overwrite', False, 'Start afresh; without it, rows already in --output '
@@ -84,8 +91,8 @@ FITTERS = {
 
 def step_config(step: str) -> synthetic.SyntheticConfig:
   """A lettered step's config, or 'd+<sigma>px': step d with noisy
-  landmarks."""
-  letter, noise_px = _step_parts(step)
+  landmarks (a step's '@<photo>' changes the albedo only)."""
+  letter, noise_px, _ = _step_parts(step)
   values = dict(landmark_noise_px=noise_px)
   for name in 'abcdef'[:'abcdef'.index(letter) + 1]:
     values.update(STEP_CONFIGS[name])
@@ -93,9 +100,11 @@ def step_config(step: str) -> synthetic.SyntheticConfig:
 
 
 def _step_parts(step: str):
-  """'d+4px' -> ('d', 4.0); 'c' -> ('c', 0.0)."""
+  """'d+4px' -> ('d', 4.0, ''); 'c' -> ('c', 0.0, ''); 'e@takeo' -> ('e',
+  0.0, 'takeo')."""
+  step, _, appearance = step.partition('@')
   letter, _, noise = step.partition('+')
-  return letter, float(noise.removesuffix('px') or 0)
+  return letter, float(noise.removesuffix('px') or 0), appearance
 
 
 def faces_of_step(model, step: str, count: int, landmarker):
@@ -104,6 +113,10 @@ def faces_of_step(model, step: str, count: int, landmarker):
   are left out)."""
   layout = layout_lib.ParameterLayout.for_model(model)
   detected = step[0] >= 'e'
+  appearance = _step_parts(step)[2]
+  if appearance:
+    model = model.replace(mean_reflectance=jnp.asarray(
+        photo_albedo.bundled_photo_albedo(model, appearance)))
   faces = jax.device_get(synthetic.generate_batch(
       jax.random.PRNGKey(7), model, layout, camera.default_intrinsics(),
       step_config(step), count,
@@ -158,6 +171,8 @@ def main(argv):
     with open(_OUTPUT.value, encoding='utf-8') as f:
       results = json.load(f)  # resume: rows already there are kept
   steps = list(_STEPS.value) + [f'd+{float(px):g}px' for px in _NOISE_PX.value]
+  steps += [f'{letter}@{photo}' for photo in _APPEARANCE.value
+            for letter in 'ef' if letter in _STEPS.value]
   for step in steps:
     rows = results['steps'].setdefault(step, {})
     methods = {'truth_base': evaluate.true_base_method(model),
