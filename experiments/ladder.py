@@ -13,8 +13,8 @@ Steps (each adds to the one before):
   f  + out-of-space bumps, beards and skin patches
 and, between d and e, d's faces with Gaussian noise of --noise_px pixels on
 the true landmarks (steps "d+2px", ...): detector-sized errors without the
-detector's own failures; after f, steps e and f rendered with the albedo of
-a bundled photo (--appearance; steps "e@takeo", ...: `photo_albedo.py`):
+detector's own failures; and steps e and f again, rendered with the albedo
+of a bundled photo (--appearance; steps "e@takeo", ...: `photo_albedo.py`):
 real skin appearance that the model's reflectance space does not hold, on
 faces whose geometry is still known.
 For every step and fitter: the base- and final-level geometry error (mm,

@@ -31,6 +31,8 @@ from mofa_ml.rendering import formation
 # and the range over which it blends into the photo's albedo above that.
 FACING_MIN = 0.5
 FACING_RAMP = 0.3
+# Vertices shaded below this fraction of the median shading keep the mean:
+# dividing by their shading would amplify the photo's noise.
 DARK_FRACTION = 0.3
 
 
@@ -46,7 +48,7 @@ def shading_albedo(observed: np.ndarray, shaded: np.ndarray,
       the shading).
     weight: (N,) in [0, 1]: how far each vertex takes the photo's albedo
       (0: `fallback`); vertices shaded below `DARK_FRACTION` of the median
-      shading take none (dividing by their shading would amplify noise).
+      shading take none.
     fallback: (N, 3) albedo where the photo says nothing; its median over
       the vertices with weight > 0 is also the per-channel scale the
       photo's albedo is brought to.
