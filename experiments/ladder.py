@@ -107,16 +107,19 @@ def _step_parts(step: str):
   return letter, float(noise.removesuffix('px') or 0), appearance
 
 
-def faces_of_step(model, step: str, count: int, landmarker):
+def faces_of_step(model, step: str, count: int, landmarker, albedos: dict):
   """A batch dict of `count` synthetic faces of a step (from step e on, the
   whole head rendered and the landmarks detected; faces the detector misses
-  are left out)."""
+  are left out). `albedos`: photo name -> its `photo_albedo`, filled as
+  steps need them (one fit of each photo per run)."""
   layout = layout_lib.ParameterLayout.for_model(model)
   detected = step[0] >= 'e'
   appearance = _step_parts(step)[2]
   if appearance:
-    model = model.replace(mean_reflectance=jnp.asarray(
-        photo_albedo.bundled_photo_albedo(model, appearance)))
+    if appearance not in albedos:
+      albedos[appearance] = photo_albedo.bundled_photo_albedo(model,
+                                                              appearance)
+    model = model.replace(mean_reflectance=jnp.asarray(albedos[appearance]))
   faces = jax.device_get(synthetic.generate_batch(
       jax.random.PRNGKey(7), model, layout, camera.default_intrinsics(),
       step_config(step), count,
@@ -173,6 +176,7 @@ def main(argv):
   steps = list(_STEPS.value) + [f'd+{float(px):g}px' for px in _NOISE_PX.value]
   steps += [f'{letter}@{photo}' for photo in _APPEARANCE.value
             for letter in 'ef' if letter in _STEPS.value]
+  albedos = {}
   for step in steps:
     rows = results['steps'].setdefault(step, {})
     methods = {'truth_base': evaluate.true_base_method(model),
@@ -184,7 +188,7 @@ def main(argv):
             start_from_truth=start == 'truth')
     if all(name in rows for name in methods):
       continue
-    faces = faces_of_step(model, step, _FACES.value, landmarker)
+    faces = faces_of_step(model, step, _FACES.value, landmarker, albedos)
     rows['count'] = int(len(faces['image']))
     for name, method in methods.items():
       if name not in rows:

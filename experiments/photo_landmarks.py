@@ -52,16 +52,11 @@ REGIONS = {'jaw': lm.JAW, 'brows': lm.RIGHT_BROW + lm.LEFT_BROW,
 TARGET_NME = 0.05
 
 
-def eye_distance(truth: np.ndarray) -> float:
-  """The outer-eye-corner distance of (68, 2) points, pixels: NME's unit."""
-  return float(np.linalg.norm(truth[lm.RIGHT_EYE_OUTER_CORNER] -
-                              truth[lm.LEFT_EYE_OUTER_CORNER]))
-
-
 def region_errors(points: np.ndarray, truth: np.ndarray) -> dict:
   """{'all': NME, region: NME over its points} of (68, 2) points, all
   normalised by the truth's outer-eye-corner distance."""
-  distances = np.linalg.norm(points - truth, axis=1) / eye_distance(truth)
+  distances = np.linalg.norm(points - truth, axis=1) / float(
+      lm.outer_eye_distance(truth))
   errors = {'all': float(metrics.landmark_nme(points, truth))}
   errors.update({name: float(distances[list(points_of)].mean())
                  for name, points_of in REGIONS.items()})
@@ -105,7 +100,7 @@ def evaluate_photo(model, reconstructor, finder, image, truth, shift_px):
   seconds = [face.seconds for face in faces]
   overall = [f['all'] for f in fits]
   return {
-      'eye_distance_px': eye_distance(truth),
+      'eye_distance_px': float(lm.outer_eye_distance(truth)),
       'detector': region_errors(detected.landmarks.astype(np.float64), truth),
       'mean_face_at_fitted_pose': mean_face,
       'model': {name: float(np.mean([f[name] for f in fits]))

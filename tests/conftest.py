@@ -1,5 +1,7 @@
 """Shared fixtures. The bundled model loads once per test session."""
 
+import functools
+import importlib.util
 import os
 import tempfile
 
@@ -38,6 +40,23 @@ def pytest_collection_modifyitems(config, items):
 @pytest.fixture(scope='session')
 def ict_model():
   return face_model.load_face_model()
+
+
+@functools.cache  # an experiment's absl flags may be defined once per process
+def _experiment_module(name: str):
+  spec = importlib.util.spec_from_file_location(
+      name, os.path.join(os.path.dirname(os.path.dirname(
+          os.path.abspath(__file__))), 'experiments', f'{name}.py'))
+  module = importlib.util.module_from_spec(spec)
+  spec.loader.exec_module(module)
+  return module
+
+
+@pytest.fixture(scope='session')
+def experiment():
+  """experiments/<name>.py as a module, by name (loaded once per process:
+  the experiments are scripts, not a package)."""
+  return _experiment_module
 
 
 @pytest.fixture(scope='session')

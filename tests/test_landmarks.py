@@ -35,6 +35,15 @@ def test_bundled_ground_truth_lies_on_the_face(name):
   assert points[8, 1] > points[30, 1] > points[19, 1]
 
 
+def test_outer_eye_distance_of_known_corners():
+  points = np.zeros((2, lm.NUM_LANDMARKS, 2), np.float32)
+  points[0, lm.RIGHT_EYE_OUTER_CORNER] = [10.0, 20.0]
+  points[0, lm.LEFT_EYE_OUTER_CORNER] = [40.0, 60.0]  # a 3-4-5 triangle
+  points[1, lm.LEFT_EYE_OUTER_CORNER] = [0.0, 7.0]
+  np.testing.assert_allclose(lm.outer_eye_distance(points), [50.0, 7.0])
+  assert float(lm.outer_eye_distance(points[0])) == pytest.approx(50.0)
+
+
 def test_write_read_round_trip_and_one_based_origin(tmp_path):
   points = np.random.default_rng(0).uniform(0, 200, (68, 2)).astype(np.float32)
   path = os.path.join(tmp_path, 'face.pts')

@@ -1,10 +1,6 @@
 """`experiments/photo_albedo.py`: the albedo the ladder's `@<photo>` steps
 render with."""
 
-import functools
-import importlib.util
-import os
-
 import jax
 import numpy as np
 
@@ -13,20 +9,10 @@ from mofa_ml.data import synthetic
 from mofa_ml.facemodel import layout as layout_lib
 from mofa_ml.rendering import camera
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
-
-@functools.cache
-def _photo_albedo():
-  spec = importlib.util.spec_from_file_location(
-      'photo_albedo', os.path.join(ROOT, 'experiments', 'photo_albedo.py'))
-  module = importlib.util.module_from_spec(spec)
-  spec.loader.exec_module(module)
-  return module
-
-
-def test_shading_albedo_divides_out_the_shading_up_to_a_channel_scale():
-  module = _photo_albedo()
+def test_shading_albedo_divides_out_the_shading_up_to_a_channel_scale(
+    experiment):
+  module = experiment('photo_albedo')
   rng = np.random.default_rng(0)
   count = 500
   truth = rng.uniform(0.2, 0.6, (count, 3))
@@ -49,11 +35,11 @@ def test_shading_albedo_divides_out_the_shading_up_to_a_channel_scale():
       rtol=1e-5)
 
 
-def test_photo_albedo_recovers_a_rendered_face_albedo(ict_model):
+def test_photo_albedo_recovers_a_rendered_face_albedo(ict_model, experiment):
   """A synthetic face with a known albedo, rendered and passed as a photo:
   where the face turns to the camera, the recovered albedo follows the
   truth's (after the per-channel scale)."""
-  module = _photo_albedo()
+  module = experiment('photo_albedo')
   layout = layout_lib.ParameterLayout.for_model(ict_model)
   config = synthetic.SyntheticConfig(out_of_space=False, max_yaw=10.0,
                                      max_pitch=5.0, max_roll=5.0)

@@ -189,8 +189,7 @@ def faces_of(item: Item, image: np.ndarray,
     detections = detections[:1]
   kept, reason = [], ''
   for face in detections:
-    eyes = np.linalg.norm(face.landmarks[lm.RIGHT_EYE_OUTER_CORNER] -
-                          face.landmarks[lm.LEFT_EYE_OUTER_CORNER])
+    eyes = float(lm.outer_eye_distance(face.landmarks))
     if face.confidence < options.min_confidence:
       reason = f'low landmark confidence ({face.confidence:.2f})'
     elif eyes < options.min_eye_distance_px:

@@ -209,11 +209,8 @@ def landmark_nme(predicted: jax.Array, ground_truth: jax.Array) -> jax.Array:
   chex.assert_equal_shape([predicted, ground_truth])
   chex.assert_axis_dimension(predicted, -2, lm.NUM_LANDMARKS)
   chex.assert_axis_dimension(predicted, -1, 2)
-  scale = jnp.linalg.norm(
-      ground_truth[..., lm.RIGHT_EYE_OUTER_CORNER, :] -
-      ground_truth[..., lm.LEFT_EYE_OUTER_CORNER, :], axis=-1)
   return jnp.mean(jnp.linalg.norm(predicted - ground_truth, axis=-1),
-                  axis=-1) / scale
+                  axis=-1) / lm.outer_eye_distance(ground_truth)
 
 
 def _points(points, name: str) -> np.ndarray:

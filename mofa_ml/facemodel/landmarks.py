@@ -35,6 +35,13 @@ RIGHT_EYE_OUTER_CORNER = 36
 LEFT_EYE_OUTER_CORNER = 45
 
 
+def outer_eye_distance(points: jax.Array) -> jax.Array:
+  """(...) distance between the outer eye corners of (..., 68, 2) points:
+  the unit of the NME and of a face's size in pixels."""
+  return jnp.linalg.norm(points[..., RIGHT_EYE_OUTER_CORNER, :] -
+                         points[..., LEFT_EYE_OUTER_CORNER, :], axis=-1)
+
+
 def _mirror_permutation():
   pairs = [(k, 16 - k) for k in range(8)]                      # jaw
   pairs += [(17 + k, 26 - k) for k in range(5)]                # brows
