@@ -16,7 +16,10 @@ the true landmarks (steps "d+2px", ...): detector-sized errors without the
 detector's own failures; and steps e and f again, rendered with the albedo
 of a bundled photo (--appearance; steps "e@takeo", ...: `photo_albedo.py`):
 real skin appearance that the model's reflectance space does not hold, on
-faces whose geometry is still known.
+faces whose geometry is still known. On those steps the default fitter also
+runs with the rendered albedo as the model's mean reflectance
+(`gauss_newton_albedo_known_from_mean`): what a reflectance model holding the
+person's appearance would give.
 For every step and fitter: the base- and final-level geometry error (mm,
 after a similarity alignment, as `mofa eval`), landmark NME against the
 landmarks the fit was given, photometric error, seconds per face; next to
@@ -88,6 +91,10 @@ FITTERS = {
     'gauss_newton': fit.FitConfig(),
 }
 
+# The row of '@<photo>' steps fitted with the rendered albedo as the model's
+# mean reflectance (the default fitter, from the mean face).
+ALBEDO_KNOWN = 'gauss_newton_albedo_known_from_mean'
+
 
 def step_config(step: str) -> synthetic.SyntheticConfig:
   """A lettered step's config, or 'd+<sigma>px': step d with noisy
@@ -114,12 +121,7 @@ def faces_of_step(model, step: str, count: int, landmarker, albedos: dict):
   steps need them (one fit of each photo per run)."""
   layout = layout_lib.ParameterLayout.for_model(model)
   detected = step[0] >= 'e'
-  appearance = _step_parts(step)[2]
-  if appearance:
-    if appearance not in albedos:
-      albedos[appearance] = photo_albedo.bundled_photo_albedo(model,
-                                                              appearance)
-    model = model.replace(mean_reflectance=jnp.asarray(albedos[appearance]))
+  model = appearance_model(model, step, albedos)
   faces = jax.device_get(synthetic.generate_batch(
       jax.random.PRNGKey(7), model, layout, camera.default_intrinsics(),
       step_config(step), count,
@@ -135,6 +137,19 @@ def faces_of_step(model, step: str, count: int, landmarker, albedos: dict):
       faces['landmark_confidence'][index] = found[0].point_confidence
       keep.append(index)
   return {key: value[keep] for key, value in faces.items()}
+
+
+def appearance_model(model, step: str, albedos: dict):
+  """`model` with the mean reflectance that the step renders: a bundled
+  photo's albedo on '@<photo>' steps (`albedos`: photo name -> its
+  `photo_albedo`, filled as steps need them, one fit of each photo per
+  run), else the model's own."""
+  appearance = _step_parts(step)[2]
+  if not appearance:
+    return model
+  if appearance not in albedos:
+    albedos[appearance] = photo_albedo.bundled_photo_albedo(model, appearance)
+  return model.replace(mean_reflectance=jnp.asarray(albedos[appearance]))
 
 
 def mean_face_method(model):
@@ -186,13 +201,20 @@ def main(argv):
         methods[f'{name}_from_{start}'] = evaluate.fitting_method(
             model, intrinsics, FITTERS[name],
             start_from_truth=start == 'truth')
+    if _step_parts(step)[2]:
+      methods[ALBEDO_KNOWN] = None  # needs the step's albedo: made below
     if all(name in rows for name in methods):
       continue
     faces = faces_of_step(model, step, _FACES.value, landmarker, albedos)
     rows['count'] = int(len(faces['image']))
     for name, method in methods.items():
       if name not in rows:
-        rows[name] = measure(model, method, faces)
+        measured = model
+        if name == ALBEDO_KNOWN:
+          measured = appearance_model(model, step, albedos)
+          method = evaluate.fitting_method(measured, intrinsics,
+                                           FITTERS['gauss_newton'])
+        rows[name] = measure(measured, method, faces)
         print(step, name, {k: round(v, 3) for k, v in rows[name].items()},
               flush=True)
         # Written after every row, so a long run can be resumed.

@@ -60,3 +60,23 @@ def test_photo_albedo_recovers_a_rendered_face_albedo(ict_model, experiment):
   luminance = lambda colours: colours[shown].mean(axis=1)
   correlation = np.corrcoef(luminance(albedo), luminance(truth))[0, 1]
   assert correlation > 0.8, correlation
+
+
+def test_ladder_appearance_steps_render_and_fit_with_the_photo_albedo(
+    ict_model, experiment):
+  """'@<photo>' steps swap the model's mean reflectance for the photo's
+  albedo (nothing else), and plain steps keep the model as it is."""
+  ladder = experiment('ladder')
+  assert ladder._step_parts('d+4px') == ('d', 4.0, '')
+  assert ladder._step_parts('f@takeo') == ('f', 0.0, 'takeo')
+  assert ladder.step_config('e@takeo') == ladder.step_config('e')
+  albedo = np.random.default_rng(0).uniform(
+      0.2, 0.8, (ict_model.num_vertices, 3)).astype(np.float32)
+  albedos = {'takeo': albedo}
+  assert ladder.appearance_model(ict_model, 'e', albedos) is ict_model
+  swapped = ladder.appearance_model(ict_model, 'e@takeo', albedos)
+  np.testing.assert_array_equal(swapped.mean_reflectance, albedo)
+  np.testing.assert_array_equal(swapped.shape_basis, ict_model.shape_basis)
+  np.testing.assert_array_equal(swapped.reflectance_basis,
+                                ict_model.reflectance_basis)
+  assert list(albedos) == ['takeo']  # reused, not fitted again
