@@ -117,8 +117,7 @@ def _step_parts(step: str):
 def faces_of_step(model, step: str, count: int, landmarker, albedos: dict):
   """A batch dict of `count` synthetic faces of a step (from step e on, the
   whole head rendered and the landmarks detected; faces the detector misses
-  are left out). `albedos`: photo name -> its `photo_albedo`, filled as
-  steps need them (one fit of each photo per run)."""
+  are left out). `albedos`: see `appearance_model`."""
   layout = layout_lib.ParameterLayout.for_model(model)
   detected = step[0] >= 'e'
   model = appearance_model(model, step, albedos)
