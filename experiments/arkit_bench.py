@@ -45,8 +45,8 @@ from mofa_ml.facemodel import arkit
 from mofa_ml.facemodel import face_model as fm
 from mofa_ml.facemodel import layout as layout_lib
 from mofa_ml.learning import network
-from mofa_ml.reconstruction import blendshape_fit
-from mofa_ml.reconstruction import fit
+from mofa_ml.fitting import blendshape_fit
+from mofa_ml.fitting import fit
 from mofa_ml.rendering import camera
 
 _FACES = flags.DEFINE_integer('faces', 50, 'Synthetic faces.')

@@ -48,7 +48,7 @@ from mofa_ml.evaluation import evaluate
 from mofa_ml.facemodel import face_model as fm
 from mofa_ml.facemodel import layout as layout_lib
 from mofa_ml.learning import objective
-from mofa_ml.reconstruction import fit
+from mofa_ml.fitting import fit
 from mofa_ml.rendering import camera
 
 _FACES = flags.DEFINE_integer('faces', 4, 'Faces per step.')

@@ -23,7 +23,7 @@ from mofa_ml.facemodel import face_model as fm
 from mofa_ml.facemodel import landmarks as lm
 from mofa_ml.facemodel import levels
 from mofa_ml.learning import objective
-from mofa_ml.reconstruction import fit
+from mofa_ml.fitting import fit
 from mofa_ml.rendering import camera
 from mofa_ml.rendering import formation
 

@@ -31,11 +31,11 @@ from mofa_ml import compilation_cache
 from mofa_ml import image_io
 from mofa_ml import samples
 from mofa_ml.data import detection
-from mofa_ml.evaluation import metrics
+from mofa_ml import metrics
 from mofa_ml.facemodel import face_model as fm
 from mofa_ml.facemodel import landmarks as lm
-from mofa_ml.reconstruction import fit
-from mofa_ml.reconstruction import outputs
+from mofa_ml.fitting import fit
+from mofa_ml.export import outputs
 from mofa_ml.reconstruction import reconstruct
 
 _OUTPUT = flags.DEFINE_string('output', 'photo_landmarks.json',

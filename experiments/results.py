@@ -35,8 +35,8 @@ from mofa_ml.evaluation import evaluate
 from mofa_ml.evaluation import report
 from mofa_ml.facemodel import levels
 from mofa_ml.learning import train
-from mofa_ml.reconstruction import export
-from mofa_ml.reconstruction import fit
+from mofa_ml.export import meshes
+from mofa_ml.fitting import fit
 
 _WORKDIR = flags.DEFINE_string('workdir', 'runs/results',
                                'Training runs go here.')
@@ -91,7 +91,7 @@ def evaluate_methods(results: str):
             'device': jax.devices()[0].device_kind,
             'face_model': method.model.name}
     os.makedirs(folder, exist_ok=True)
-    export.write_files(folder, report.report_files(
+    meshes.write_files(folder, report.report_files(
         method.model, per_image, info, _TITLES[name]), overwrite=True)
 
 

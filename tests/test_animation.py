@@ -9,10 +9,10 @@ import pytest
 import trimesh
 
 from mofa_ml.facemodel import arkit
-from mofa_ml.reconstruction import animation
-from mofa_ml.reconstruction import fit
-from mofa_ml.reconstruction import gltf
-from mofa_ml.reconstruction import live_link
+from mofa_ml.export import animation
+from mofa_ml.fitting import fit
+from mofa_ml.export import gltf
+from mofa_ml.export import live_link
 
 
 @pytest.fixture(scope='module')

@@ -13,8 +13,8 @@ import numpy as np
 import pytest
 
 from mofa_ml.facemodel import arkit
-from mofa_ml.reconstruction import animation
-from mofa_ml.reconstruction import fit
+from mofa_ml.export import animation
+from mofa_ml.fitting import fit
 
 BLENDER_SCRIPT = textwrap.dedent('''
     import json, sys

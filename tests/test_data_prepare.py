@@ -20,7 +20,7 @@ from mofa_ml.data import detection
 from mofa_ml.data import input_pipeline
 from mofa_ml.data import prepare
 from mofa_ml.data import synthetic
-from mofa_ml.evaluation import metrics
+from mofa_ml import metrics
 from mofa_ml.facemodel import landmarks as lm
 from mofa_ml.facemodel import layout as layout_lib
 from mofa_ml.learning import train

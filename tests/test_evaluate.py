@@ -12,7 +12,7 @@ from mofa_ml.data import input_pipeline
 from mofa_ml.evaluation import evaluate
 from mofa_ml.evaluation import report
 from mofa_ml.facemodel import layout as layout_lib
-from mofa_ml.reconstruction import fit
+from mofa_ml.fitting import fit
 from mofa_ml.rendering import camera
 
 

@@ -8,13 +8,13 @@ import numpy as np
 import pytest
 
 from mofa_ml.data import synthetic
-from mofa_ml.evaluation import metrics
+from mofa_ml import metrics
 from mofa_ml.facemodel import face_model as fm
 from mofa_ml.facemodel import layout as layout_lib
 from mofa_ml.learning import network
 from mofa_ml.learning import objective
-from mofa_ml.reconstruction import fit
-from mofa_ml.reconstruction import pose_start
+from mofa_ml.fitting import fit
+from mofa_ml.fitting import pose_start
 from mofa_ml.rendering import camera
 from mofa_ml.rendering import mesh
 

@@ -10,8 +10,8 @@ from mofa_ml.data import synthetic
 from mofa_ml.facemodel import layout as layout_lib
 from mofa_ml.facemodel import levels
 from mofa_ml.learning import objective
-from mofa_ml.reconstruction import fit
-from mofa_ml.reconstruction import gauss_newton
+from mofa_ml.fitting import fit
+from mofa_ml.fitting import gauss_newton
 from mofa_ml.rendering import camera
 from mofa_ml.rendering import formation
 

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from mofa_ml import samples
-from mofa_ml.evaluation import metrics
+from mofa_ml import metrics
 from mofa_ml.facemodel import landmarks as lm
 from mofa_ml.rendering import camera
 from mofa_ml.rendering import mesh

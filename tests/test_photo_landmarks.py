@@ -4,7 +4,7 @@ are `mofa reconstruct`'s, tested in test_reconstruct)."""
 import numpy as np
 
 from mofa_ml import samples
-from mofa_ml.evaluation import metrics
+from mofa_ml import metrics
 from mofa_ml.facemodel import landmarks as lm
 
 

@@ -16,11 +16,11 @@ import trimesh
 from mofa_ml import image_io
 from mofa_ml import samples
 from mofa_ml.data import synthetic
-from mofa_ml.evaluation import metrics
+from mofa_ml import metrics
 from mofa_ml.facemodel import landmarks as lm
 from mofa_ml.facemodel import layout as layout_lib
-from mofa_ml.reconstruction import export
-from mofa_ml.reconstruction import fit
+from mofa_ml.export import meshes
+from mofa_ml.fitting import fit
 from mofa_ml.rendering import camera
 
 # Measured NME of the reconstruction's projected model landmarks against
@@ -47,14 +47,14 @@ def test_mesh_files_reload_with_counts_and_colours(ict_model, tmp_path):
   vertices = np.asarray(ict_model.mean_shape)
   triangles = np.asarray(ict_model.triangles)
   colours = np.asarray(ict_model.mean_reflectance)
-  uv = export.cylindrical_uv(vertices)
+  uv = meshes.cylindrical_uv(vertices)
   assert uv.min() >= 0.0 and uv.max() <= 1.0
-  texture = export.bake_texture(uv, triangles, colours, 256)
-  files = {'m.ply': export.ply_bytes(vertices, triangles, colours),
-           'm.obj': export.obj_bytes(vertices, triangles, colours)}
-  files.update(export.textured_obj_files('t', vertices, triangles, uv,
+  texture = meshes.bake_texture(uv, triangles, colours, 256)
+  files = {'m.ply': meshes.ply_bytes(vertices, triangles, colours),
+           'm.obj': meshes.obj_bytes(vertices, triangles, colours)}
+  files.update(meshes.textured_obj_files('t', vertices, triangles, uv,
                                          texture))
-  export.write_files(str(tmp_path), files)
+  meshes.write_files(str(tmp_path), files)
   for name in ('m.ply', 'm.obj'):
     loaded = trimesh.load(str(tmp_path / name), process=False)
     assert loaded.vertices.shape == vertices.shape
@@ -71,7 +71,7 @@ def test_mesh_files_reload_with_counts_and_colours(ict_model, tmp_path):
   sampled = picture[texel[1], texel[0]]
   assert np.median(np.abs(sampled - colours)) < 0.01
   with pytest.raises(FileExistsError, match='--overwrite'):
-    export.write_files(str(tmp_path), {'m.ply': b'x'})
+    meshes.write_files(str(tmp_path), {'m.ply': b'x'})
 
 
 def test_fitting_lowers_errors_and_final_beats_base(ict_model):

@@ -16,7 +16,7 @@ import pytest
 from mofa_ml import image_io
 from mofa_ml import samples
 from mofa_ml.data import detection
-from mofa_ml.reconstruction import outputs
+from mofa_ml.export import outputs
 from mofa_ml.reconstruction import reconstruct
 
 TAKEO = samples.sample_faces()['takeo'].image_path

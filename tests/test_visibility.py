@@ -9,10 +9,10 @@ import PIL.Image
 from mofa_ml.data import synthetic
 from mofa_ml.facemodel import landmarks as lm
 from mofa_ml.facemodel import layout as layout_lib
-from mofa_ml.reconstruction import export
-from mofa_ml.reconstruction import fit
+from mofa_ml.export import meshes
+from mofa_ml.fitting import fit
 from mofa_ml.reconstruction import reconstruct
-from mofa_ml.reconstruction import visibility
+from mofa_ml.fitting import visibility
 from mofa_ml.rendering import camera
 from mofa_ml.rendering import mesh
 from mofa_ml.rendering import shading
@@ -69,7 +69,7 @@ def test_turned_face_over_green_keeps_green_out_of_the_texture(ict_model):
   files = reconstructor.files(photo, face)
   texture = np.asarray(PIL.Image.open(io.BytesIO(
       files['textured_final_albedo.png'])).convert('RGB'), np.float32) / 255
-  uv = export.cylindrical_uv(np.asarray(ict_model.mean_shape))
+  uv = meshes.cylindrical_uv(np.asarray(ict_model.mean_shape))
   height, width = texture.shape[:2]
   texels = texture[np.clip(((1 - uv[:, 1]) * (height - 1)).round().astype(int),
                            0, height - 1),

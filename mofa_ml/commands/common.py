@@ -10,7 +10,7 @@ from absl import app
 from absl import flags
 
 from mofa_ml.facemodel import face_model as fm
-from mofa_ml.reconstruction import fit
+from mofa_ml.fitting import fit
 
 
 def define_face_model_flag() -> flags.FlagHolder:

@@ -23,7 +23,7 @@ import tqdm
 from mofa_ml.commands import common
 from mofa_ml.evaluation import evaluate
 from mofa_ml.evaluation import report
-from mofa_ml.reconstruction import export
+from mofa_ml.export import meshes
 
 _RECONSTRUCTION = common.define_reconstruction_flags(fit_by_default=False)
 _FACE_MODEL = common.define_face_model_flag()
@@ -87,7 +87,7 @@ def main(argv):
   files = report.report_files(method.model, per_image, info, title)
   os.makedirs(output, exist_ok=True)
   try:
-    export.write_files(output, files, overwrite=_OVERWRITE.value)
+    meshes.write_files(output, files, overwrite=_OVERWRITE.value)
   except (FileExistsError, OSError) as e:
     _fail(str(e))
   print(files['eval.md'].decode())

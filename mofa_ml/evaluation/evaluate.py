@@ -22,13 +22,13 @@ import jax.numpy as jnp
 import numpy as np
 
 from mofa_ml.data import input_pipeline
-from mofa_ml.evaluation import metrics
+from mofa_ml import metrics
 from mofa_ml.facemodel import face_model as fm
 from mofa_ml.facemodel import layout as layout_lib
 from mofa_ml.facemodel import levels
 from mofa_ml.learning import network
 from mofa_ml.learning import regressor as regressor_lib
-from mofa_ml.reconstruction import fit
+from mofa_ml.fitting import fit
 from mofa_ml.rendering import camera
 from mofa_ml.rendering import formation
 from mofa_ml.rendering import raster

@@ -30,7 +30,7 @@ from typing import Callable, Dict, Mapping, NamedTuple, Optional, Tuple
 import jax
 import jax.numpy as jnp
 
-from mofa_ml.evaluation import metrics
+from mofa_ml import metrics
 from mofa_ml.facemodel import face_model as fm
 from mofa_ml.facemodel import layout as layout_lib
 from mofa_ml.facemodel import levels

@@ -1,2 +1,2 @@
-"""Photos and videos -> reconstructions: per-image fitting, the photo and
-video loops, and the files they write."""
+"""Photos and videos -> reconstructions: the photo loop and the video loop
+(detection, fitting or regression, and the files they write)."""

@@ -28,13 +28,13 @@ from mofa_ml.facemodel import arkit
 from mofa_ml.facemodel import face_model as fm
 from mofa_ml.learning import objective
 from mofa_ml.learning import regressor as regressor_lib
-from mofa_ml.reconstruction import animation
-from mofa_ml.reconstruction import blendshape_fit
-from mofa_ml.reconstruction import export
-from mofa_ml.reconstruction import fit
-from mofa_ml.reconstruction import outputs
+from mofa_ml.export import animation
+from mofa_ml.fitting import blendshape_fit
+from mofa_ml.export import meshes
+from mofa_ml.fitting import fit
+from mofa_ml.export import outputs
 from mofa_ml.reconstruction import video as video_lib
-from mofa_ml.reconstruction import visibility
+from mofa_ml.fitting import visibility
 from mofa_ml.rendering import camera
 
 
@@ -210,7 +210,7 @@ def write_folder(folder: str, files: Dict[str, bytes], overwrite: bool):
     FileExistsError, OSError: naming the path.
   """
   if os.path.isdir(folder):
-    export.write_files(folder, files, overwrite=overwrite)
+    meshes.write_files(folder, files, overwrite=overwrite)
     return
   if os.path.lexists(folder):
     raise FileExistsError(f'{folder} exists and is not a folder')
@@ -219,7 +219,7 @@ def write_folder(folder: str, files: Dict[str, bytes], overwrite: bool):
   partial = tempfile.mkdtemp(dir=parent, prefix='.partial-')
   try:
     os.chmod(partial, 0o777 & ~image_io.current_umask())
-    export.write_files(partial, files)
+    meshes.write_files(partial, files)
     os.rename(partial, folder)
   except BaseException:
     shutil.rmtree(partial, ignore_errors=True)

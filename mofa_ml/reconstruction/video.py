@@ -23,10 +23,10 @@ from mofa_ml.facemodel import face_model as fm
 from mofa_ml.facemodel import layout as layout_lib
 from mofa_ml.facemodel import levels
 from mofa_ml.learning import network
-from mofa_ml.reconstruction import animation
-from mofa_ml.reconstruction import export
-from mofa_ml.reconstruction import fit
-from mofa_ml.reconstruction import outputs
+from mofa_ml.export import animation
+from mofa_ml.export import meshes
+from mofa_ml.fitting import fit
+from mofa_ml.export import outputs
 from mofa_ml.rendering import camera
 
 # What `video_files` writes.
@@ -212,7 +212,7 @@ def video_files(model: fm.FaceModel, path: str, video: VideoReconstruction,
   neutral = first._replace(expression=jnp.zeros_like(first.expression))
   identity = levels.surfaces(model, neutral, video.geometry_offsets,
                              video.reflectance_offsets)[1]
-  files['identity_final.ply'] = export.ply_bytes(
+  files['identity_final.ply'] = meshes.ply_bytes(
       np.asarray(identity.vertices), np.asarray(model.triangles),
       np.clip(np.asarray(identity.reflectance), 0, 1))
   writer, temporary = None, None

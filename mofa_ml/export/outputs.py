@@ -1,6 +1,6 @@
 """The files of one reconstruction: meshes, compact code, JSON, pictures.
 
-Every function returns {file name: bytes}; `export.write_files` writes them
+Every function returns {file name: bytes}; `meshes.write_files` writes them
 atomically. Mesh formats themselves live in `export`.
 """
 
@@ -13,13 +13,13 @@ import numpy as np
 
 from mofa_ml import image_io
 from mofa_ml.data import crop
-from mofa_ml.evaluation import metrics as metrics_lib
+from mofa_ml import metrics as metrics_lib
 from mofa_ml.facemodel import arkit
 from mofa_ml.facemodel import face_model as fm
 from mofa_ml.facemodel import layout as layout_lib
 from mofa_ml.facemodel import levels
-from mofa_ml.reconstruction import animation
-from mofa_ml.reconstruction import export
+from mofa_ml.export import animation
+from mofa_ml.export import meshes
 from mofa_ml.rendering import camera
 from mofa_ml.rendering import mesh
 from mofa_ml.rendering import shading
@@ -87,14 +87,14 @@ def face_files(model: fm.FaceModel, crop_camera: camera.Intrinsics,
   for level, surface in zip(levels.LEVELS, surfaces):
     vertices = np.asarray(surface.vertices)
     albedo = np.clip(np.asarray(surface.reflectance), 0, 1)
-    outputs[f'mesh_{level}.ply'] = export.ply_bytes(vertices, triangles,
+    outputs[f'mesh_{level}.ply'] = meshes.ply_bytes(vertices, triangles,
                                                     albedo)
-    outputs[f'mesh_{level}.obj'] = export.obj_bytes(vertices, triangles,
+    outputs[f'mesh_{level}.obj'] = meshes.obj_bytes(vertices, triangles,
                                                     albedo)
     if level == 'final':
-      uv = export.cylindrical_uv(np.asarray(model.mean_shape))
-      texture = export.bake_texture(uv, triangles, albedo, TEXTURE_SIZE)
-      outputs.update(export.textured_obj_files(
+      uv = meshes.cylindrical_uv(np.asarray(model.mean_shape))
+      texture = meshes.bake_texture(uv, triangles, albedo, TEXTURE_SIZE)
+      outputs.update(meshes.textured_obj_files(
           'textured_final', vertices, triangles, uv, texture))
       outputs[animation.GLB] = animation.face_glb(
           model, rig, face.params, face.geometry_offsets,

@@ -34,8 +34,8 @@ from mofa_ml.facemodel import layout as layout_lib
 from mofa_ml.facemodel import levels
 from mofa_ml.learning import network
 from mofa_ml.learning import objective
-from mofa_ml.reconstruction import gauss_newton
-from mofa_ml.reconstruction import pose_start
+from mofa_ml.fitting import gauss_newton
+from mofa_ml.fitting import pose_start
 from mofa_ml.rendering import camera
 from mofa_ml.rendering import mesh
 

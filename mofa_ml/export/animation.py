@@ -21,9 +21,9 @@ from mofa_ml.facemodel import arkit
 from mofa_ml.facemodel import face_model as fm
 from mofa_ml.facemodel import layout as layout_lib
 from mofa_ml.facemodel import levels
-from mofa_ml.reconstruction import export
-from mofa_ml.reconstruction import gltf
-from mofa_ml.reconstruction import live_link
+from mofa_ml.export import meshes
+from mofa_ml.export import gltf
+from mofa_ml.export import live_link
 from mofa_ml.rendering import mesh
 
 GLB = 'face.glb'
@@ -58,10 +58,10 @@ def describe_weights(rig: arkit.BlendshapeRig,
 
 
 def texture_png(model: fm.FaceModel, reflectance: np.ndarray) -> bytes:
-  """The UV texture (`export.cylindrical_uv`) of per-vertex albedo, PNG."""
+  """The UV texture (`meshes.cylindrical_uv`) of per-vertex albedo, PNG."""
   import PIL.Image  # pylint: disable=g-import-not-at-top
-  uv = export.cylindrical_uv(np.asarray(model.mean_shape))
-  texture = export.bake_texture(uv, np.asarray(model.triangles),
+  uv = meshes.cylindrical_uv(np.asarray(model.mean_shape))
+  texture = meshes.bake_texture(uv, np.asarray(model.triangles),
                                 np.clip(np.asarray(reflectance), 0, 1))
   buffer = io.BytesIO()
   PIL.Image.fromarray(image_io.to_uint8(texture)).save(buffer, format='PNG')
@@ -82,7 +82,7 @@ def face_glb(model: fm.FaceModel, rig: Optional[arkit.BlendshapeRig],
     model, rig: the face model and its rig (None: no morph targets).
     params: the face's FaceParams.
     geometry_offsets, reflectance_offsets: (N, 3) final-level correctives.
-    texture: PNG bytes of the albedo in `export.cylindrical_uv` coordinates.
+    texture: PNG bytes of the albedo in `meshes.cylindrical_uv` coordinates.
     blendshapes: the still pose's weights and identity (with a rig).
     times, weights_over_time: an animation, or None.
   """
@@ -95,7 +95,7 @@ def face_glb(model: fm.FaceModel, rig: Optional[arkit.BlendshapeRig],
   surface = (np.asarray(final.vertices), np.asarray(
       mesh.vertex_normals(final.vertices, model.triangles)),
              np.asarray(model.triangles),
-             export.cylindrical_uv(np.asarray(model.mean_shape)), texture)
+             meshes.cylindrical_uv(np.asarray(model.mean_shape)), texture)
   if rig is None:
     return gltf.glb_bytes(*surface)
   return gltf.glb_bytes(*surface, rig.blendshapes, rig.names,
