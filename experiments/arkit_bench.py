@@ -3,8 +3,8 @@
     python -m experiments.arkit_bench --faces=50 \
         --output=docs/results/arkit.json
 
-(writes the JSON and its markdown table, docs/results/arkit.md, which
-`experiments/results.py` puts into docs/results.md).
+(writes the JSON and its markdown table, docs/results/arkit.md;
+`experiments/results.py` puts the same table, `table`, into docs/results.md).
 
 Each face has 0-4 active blendshapes (the ten common ones of `COMMON` four
 times as likely as the others) with weights in [0.2, 1], an identity,
@@ -49,23 +49,30 @@ from mofa_ml.fitting import blendshape_fit
 from mofa_ml.fitting import fit
 from mofa_ml.rendering import camera
 
-_FACES = flags.DEFINE_integer('faces', 50, 'Synthetic faces.')
-_SEED = flags.DEFINE_integer('seed', 0, 'Seed of the faces.')
-_NOISE = flags.DEFINE_float('landmark_noise_px', 2.0,
-                            'Std of the landmark noise, crop pixels.')
-_REFINE_STEPS = flags.DEFINE_integer(
-    'refine_steps', blendshape_fit.RefineConfig().steps,
-    'Steps of the box_refine route.')
-_SPARSITY = flags.DEFINE_float(
-    'sparsity', arkit.DEFAULT_SPARSITY,
-    'L1 weight (mm^2 per unit weight) of the convert route.')
-_REFINE_SPARSITY = flags.DEFINE_float(
-    'refine_sparsity', blendshape_fit.RefineConfig().sparsity,
-    'L1 weight of the box_refine route (loss units per unit weight).')
-_ORACLE = flags.DEFINE_bool('oracle', True, 'Run the true-identity route.')
-_OUTPUT = flags.DEFINE_string('output', 'arkit.json', 'JSON to write.')
-_FITTED = flags.DEFINE_string('fitted', '', 'Optional .npz of the true '
-                              'weights and fitted expressions.')
+FLAGS = flags.FLAGS
+
+
+def _define_flags():
+  """The command's flags (defined only when run as a script, so that two
+  experiments imported into one process do not both define --output)."""
+  flags.DEFINE_integer('faces', 50, 'Synthetic faces.')
+  flags.DEFINE_integer('seed', 0, 'Seed of the faces.')
+  flags.DEFINE_float('landmark_noise_px', 2.0,
+                     'Std of the landmark noise, crop pixels.')
+  flags.DEFINE_integer(
+      'refine_steps', blendshape_fit.RefineConfig().steps,
+      'Steps of the box_refine route.')
+  flags.DEFINE_float(
+      'sparsity', arkit.DEFAULT_SPARSITY,
+      'L1 weight (mm^2 per unit weight) of the convert route.')
+  flags.DEFINE_float(
+      'refine_sparsity', blendshape_fit.RefineConfig().sparsity,
+      'L1 weight of the box_refine route (loss units per unit weight).')
+  flags.DEFINE_bool('oracle', True, 'Run the true-identity route.')
+  flags.DEFINE_string('output', 'arkit.json', 'JSON to write.')
+  flags.DEFINE_string('fitted', '', 'Optional .npz of the true '
+                      'weights and fitted expressions.')
+
 
 COMMON = ('jawOpen', 'eyeBlink_L', 'eyeBlink_R', 'mouthSmile_L',
           'mouthSmile_R', 'browInnerUp_L', 'browInnerUp_R', 'mouthFunnel',
@@ -106,8 +113,8 @@ def main(argv):
   names = list(rig.names)
   intrinsics = camera.default_intrinsics()
   layout = layout_lib.ParameterLayout.for_model(model)
-  config = synthetic.SyntheticConfig(landmark_noise_px=_NOISE.value,
-                                     max_yaw=40.0)
+  config = synthetic.SyntheticConfig(
+      landmark_noise_px=FLAGS.landmark_noise_px, max_yaw=40.0)
   render = jax.jit(synthetic.generate_face,
                    static_argnames=('layout', 'config'))
   fit_config = fit.FitConfig()
@@ -116,13 +123,13 @@ def main(argv):
   zeros = jnp.zeros((model.num_vertices, 3))
   to_coefficients = jnp.asarray(rig.to_coefficients, jnp.float32)
   refine_config = blendshape_fit.RefineConfig(
-      steps=_REFINE_STEPS.value, sparsity=_REFINE_SPARSITY.value)
-  rng = np.random.default_rng(_SEED.value)
+      steps=FLAGS.refine_steps, sparsity=FLAGS.refine_sparsity)
+  rng = np.random.default_rng(FLAGS.seed)
   truth, estimates, residuals, seconds = [], {}, [], []
   expressions, changes = [], []
-  for index in range(_FACES.value):
+  for index in range(FLAGS.faces):
     weights = sparse_weights(rng, names)
-    face = render(jax.random.PRNGKey(1000 * _SEED.value + index), model,
+    face = render(jax.random.PRNGKey(1000 * FLAGS.seed + index), model,
                   layout, intrinsics, config,
                   jnp.asarray(weights @ rig.to_coefficients, jnp.float32))
     if bool(face['overflow']):
@@ -133,7 +140,7 @@ def main(argv):
     result = fit.fit_face(model, intrinsics, image, face['landmarks'],
                           face['landmark_confidence'], fit_config)
     expression = np.asarray(result.params.expression, np.float64)
-    converted, residual = arkit.weights(rig, expression, _SPARSITY.value)
+    converted, residual = arkit.weights(rig, expression, FLAGS.sparsity)
     fitted = time.perf_counter()
     refined = blendshape_fit.refine(
         model, to_coefficients, intrinsics, fit_config.final_loss,
@@ -152,7 +159,7 @@ def main(argv):
         'box_refine': np.asarray(refined, np.float64),
         'clip': np.clip(expression @ rig.to_weights, 0, 1),
         'zeros': np.zeros_like(weights)}
-    if _ORACLE.value:
+    if FLAGS.oracle:
       # The same fit given the true identity, reflectance, pose and light:
       # what the weights lose to the fitter's identity-expression confusion.
       true_params = base_layout.split(face['params'])
@@ -163,7 +170,7 @@ def main(argv):
                   true_params.expression)), zeros, zeros))
       found['convert_true_identity'] = arkit.weights(
           rig, np.asarray(oracle.params.expression, np.float64),
-          _SPARSITY.value)[0]
+          FLAGS.sparsity)[0]
     for route, value in found.items():
       estimates.setdefault(route, []).append(value)
     converted = found['convert']
@@ -178,10 +185,10 @@ def main(argv):
   truth = np.stack(truth)
   results = {
       'faces': len(truth),
-      'landmark_noise_px': _NOISE.value,
-      'refine_steps': _REFINE_STEPS.value,
-      'refine_sparsity': _REFINE_SPARSITY.value,
-      'sparsity': _SPARSITY.value,
+      'landmark_noise_px': FLAGS.landmark_noise_px,
+      'refine_steps': FLAGS.refine_steps,
+      'refine_sparsity': FLAGS.refine_sparsity,
+      'sparsity': FLAGS.sparsity,
       'bounds_residual_mm': {
           'convert': {'mean': float(np.mean(residuals)),
                       'max': float(np.max(residuals))},
@@ -193,17 +200,17 @@ def main(argv):
       'routes': {route: scores(truth, np.stack(rows), names)
                  for route, rows in estimates.items()},
   }
-  image_io.atomic_write_bytes(_OUTPUT.value,
+  image_io.atomic_write_bytes(FLAGS.output,
                               json.dumps(results, indent=1).encode(),
                               overwrite=True)
-  if _FITTED.value:  # to re-score conversions without fitting again
+  if FLAGS.fitted:  # to re-score conversions without fitting again
     buffer = io.BytesIO()
     np.savez(buffer, truth=truth, expression=np.stack(expressions),
              box_refine=np.stack(estimates['box_refine']))
-    image_io.atomic_write_bytes(_FITTED.value, buffer.getvalue(),
+    image_io.atomic_write_bytes(FLAGS.fitted, buffer.getvalue(),
                                 overwrite=True)
   markdown = table(results)
-  image_io.atomic_write_bytes(os.path.splitext(_OUTPUT.value)[0] + '.md',
+  image_io.atomic_write_bytes(os.path.splitext(FLAGS.output)[0] + '.md',
                               (markdown + '\n').encode(), overwrite=True)
   print(markdown)
 
@@ -220,4 +227,5 @@ def table(results: dict) -> str:
 
 
 if __name__ == '__main__':
+  _define_flags()
   app.run(main)

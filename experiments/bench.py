@@ -1,21 +1,23 @@
 """Speed benchmark: inference, training, image formation, matmul peak.
 
-    python experiments/bench.py --output=bench.json
-    python experiments/bench.py --models=experiments/configs/synthetic.py:light
+    python -m experiments.bench --output=bench.json
+    python -m experiments.bench --models=synthetic:light
 
-For every model config (`--models`, training config files with an optional
-`:argument`):
+For every model config (`--models`, training configs by name or path with
+an optional `:argument`, as `mofa train --config` takes them):
   * inference ms per batch and images/s for each batch size, of the encoder
     alone (trunk + heads) and end to end (encoder, corrective spaces and
     both levels' image formation: the whole reconstruction from a 240 px
     crop); the encoder's FLOPs per image (XLA's cost analysis of the compiled
     encoder) and the fraction of the matmul's FLOP/s it reaches;
   * training steps/s (a stage-2 step, the heavier one) per batch size;
-and once: a per-layer profile of the full AlexNet, the image formation of both levels (with image sampling, as in
-training) per batch size, the rasterizer at 240 x 240, and an n x n float32
-matmul as the machine's attainable FLOP/s in this same run. Timings are
-medians after compilation (`block_until_ready`). Writes a JSON with the
-device named; docs/results.md is made from it (experiments/results.py).
+and once: a per-layer profile of the full AlexNet, the image formation of
+both levels (with image sampling, as in training) per batch size, the
+rasterizer at 240 x 240, and an n x n float32 matmul as the machine's
+attainable FLOP/s in this same run. Timings are medians after compilation
+(`block_until_ready`). Writes a JSON with the device named; docs/results.md
+is made from it (experiments/results.py).
+`benchmark` is the same without flags.
 """
 
 import json
@@ -44,27 +46,30 @@ from mofa_ml.rendering import formation
 from mofa_ml.rendering import raster
 from mofa_ml.rendering import shading
 
-_OUTPUT = flags.DEFINE_string('output', 'bench.json', 'JSON file to write.')
-_OVERWRITE = flags.DEFINE_bool('overwrite', False, 'Replace --output.')
-_MODELS = flags.DEFINE_list(
-    'models', ['experiments/configs/paper.py',
-               'experiments/configs/synthetic.py:light'],
-    'Training config files (path[:argument]) of the models to time.')
-_BATCHES = flags.DEFINE_list('batch_sizes', ['1', '4', '16', '64', '256'],
-                             'Inference batch sizes.')
-_TRAIN_BATCHES = flags.DEFINE_list('train_batch_sizes', ['5', '32'],
-                                   'Training batch sizes.')
-_FORMATION_BATCHES = flags.DEFINE_list(
-    'formation_batch_sizes', ['1', '5', '32', '128'],
-    'Batch sizes of the image-formation-only timing.')
-_MATMUL = flags.DEFINE_integer('matmul_size', 2048, 'n of the n^3 matmul.')
-_PROFILE_BATCH = flags.DEFINE_integer(
-    'profile_batch', 32, 'Batch of the per-layer AlexNet profile (run when '
-    'a full-width AlexNet is among --models).')
-_MIN_SECONDS = flags.DEFINE_float(
-    'min_seconds', 1.0, 'Repeat each timing until this much time is spent '
-    '(at least 3 repeats).')
+FLAGS = flags.FLAGS
 
+
+def _define_flags():
+  """The command's flags (defined only when run as a script, so that two
+  experiments imported into one process do not both define --output)."""
+  flags.DEFINE_string('output', 'bench.json', 'JSON file to write.')
+  flags.DEFINE_bool('overwrite', False, 'Replace --output.')
+  flags.DEFINE_list('models', ['paper', 'synthetic:light'],
+                    'Training configs (name or path, [:argument]) of the '
+                    'models to time.')
+  flags.DEFINE_list('batch_sizes', ['1', '4', '16', '64', '256'],
+                    'Inference batch sizes.')
+  flags.DEFINE_list('train_batch_sizes', ['5', '32'],
+                    'Training batch sizes.')
+  flags.DEFINE_list('formation_batch_sizes', ['1', '5', '32', '128'],
+                    'Batch sizes of the image-formation-only timing.')
+  flags.DEFINE_integer('matmul_size', 2048, 'n of the n^3 matmul.')
+  flags.DEFINE_integer(
+      'profile_batch', 32, 'Batch of the per-layer AlexNet profile (run '
+      'when a full-width AlexNet is among --models).')
+  flags.DEFINE_float(
+      'min_seconds', 1.0, 'Repeat each timing until this much time is '
+      'spent (at least 3 repeats).')
 
 def _cpu_model() -> str:
   """The CPU's marketing name where Linux tells it, else the architecture."""
@@ -78,11 +83,12 @@ def _cpu_model() -> str:
   return platform.processor() or platform.machine()
 
 
-def median_seconds(function, *args) -> float:
-  """Median wall time of `function(*args)` after a warm-up call."""
+def median_seconds(function, *args, min_seconds: float = 1.0) -> float:
+  """Median wall time of `function(*args)` after a warm-up call, repeated
+  until `min_seconds` are spent (at least 3 times)."""
   jax.block_until_ready(function(*args))
   times = []
-  while len(times) < 3 or sum(times) < _MIN_SECONDS.value:
+  while len(times) < 3 or sum(times) < min_seconds:
     start = time.perf_counter()
     jax.block_until_ready(function(*args))
     times.append(time.perf_counter() - start)
@@ -96,16 +102,17 @@ def compiled_flops(function, *args) -> float:
   return float(analysis['flops'])
 
 
-def matmul_peak(size: int) -> dict:
+def matmul_peak(size: int, min_seconds: float = 1.0) -> dict:
   a = jax.random.normal(jax.random.PRNGKey(0), (size, size), jnp.float32)
   b = jax.random.normal(jax.random.PRNGKey(1), (size, size), jnp.float32)
-  seconds = median_seconds(jax.jit(jnp.matmul), a, b)
+  seconds = median_seconds(jax.jit(jnp.matmul), a, b,
+                           min_seconds=min_seconds)
   return {'size': size, 'ms': 1e3 * seconds,
           'gflop_per_s': 2 * size**3 / seconds / 1e9}
 
 
-def time_inference(setup: regressor.Setup, batch_sizes,
-                   peak_gflops) -> list:
+def time_inference(setup: regressor.Setup, batch_sizes, peak_gflops,
+                   min_seconds: float = 1.0) -> list:
   """Encoder alone and end to end, per batch size."""
   size = setup.image_size
   params = setup.init_params(jax.random.PRNGKey(0))
@@ -128,8 +135,10 @@ def time_inference(setup: regressor.Setup, batch_sizes,
     images = jax.random.uniform(jax.random.PRNGKey(batch),
                                 (batch, size, size, 3))
     flops = compiled_flops(encode, encoder_params, images)
-    encoder_s = median_seconds(encode, encoder_params, images)
-    total_s = median_seconds(end_to_end, params, images)
+    encoder_s = median_seconds(encode, encoder_params, images,
+                               min_seconds=min_seconds)
+    total_s = median_seconds(end_to_end, params, images,
+                             min_seconds=min_seconds)
     rows.append({
         'batch': batch,
         'encoder_ms': 1e3 * encoder_s,
@@ -148,7 +157,8 @@ def time_inference(setup: regressor.Setup, batch_sizes,
   return rows
 
 
-def alexnet_layer_profile(batch: int, peak_gflops: float) -> list:
+def alexnet_layer_profile(batch: int, peak_gflops: float,
+                          min_seconds: float = 1.0) -> list:
   """Each layer of `encoder.AlexNetTrunk` alone (with its ReLU) at `batch`,
   on the input it sees inside the trunk: where the encoder's time goes."""
   trunk = encoder_lib.AlexNetTrunk()
@@ -170,7 +180,7 @@ def alexnet_layer_profile(batch: int, peak_gflops: float) -> list:
     layer = jax.jit(lambda p, x, m=module: jax.nn.relu(
         m.apply({'params': p}, x)))
     params = variables['params'][name]
-    seconds = median_seconds(layer, params, inputs)
+    seconds = median_seconds(layer, params, inputs, min_seconds=min_seconds)
     flops = compiled_flops(layer, params, inputs)
     rows.append({'layer': name, 'input_shape': list(inputs.shape),
                  'ms': 1e3 * seconds, 'gflop': flops / 1e9,
@@ -180,7 +190,8 @@ def alexnet_layer_profile(batch: int, peak_gflops: float) -> list:
   return rows
 
 
-def time_training(trainer: train.Trainer, batch_sizes) -> list:
+def time_training(trainer: train.Trainer, batch_sizes,
+                  min_seconds: float = 1.0) -> list:
   """Stage-2 steps/s per batch size (all loss terms, both levels)."""
   setup = trainer.setup
   model, size = setup.face_model, setup.image_size
@@ -206,7 +217,7 @@ def time_training(trainer: train.Trainer, batch_sizes) -> list:
       state, terms = step(state, data, trainer.constants)
     jax.block_until_ready(terms)
     count, start = 0, time.perf_counter()
-    while count < 3 or time.perf_counter() - start < _MIN_SECONDS.value:
+    while count < 3 or time.perf_counter() - start < min_seconds:
       state, terms = step(state, data, trainer.constants)
       jax.block_until_ready(terms)
       count += 1
@@ -219,7 +230,8 @@ def time_training(trainer: train.Trainer, batch_sizes) -> list:
   return rows
 
 
-def time_formation(model: fm.FaceModel, batch_sizes) -> dict:
+def time_formation(model: fm.FaceModel, batch_sizes,
+                   min_seconds: float = 1.0) -> dict:
   """Both levels with image sampling (the training loss's rendering)."""
   layout = layout_lib.ParameterLayout.for_model(model, 0)
   params = layout.split(jnp.zeros(layout.size))._replace(
@@ -244,7 +256,8 @@ def time_formation(model: fm.FaceModel, batch_sizes) -> dict:
     stacked = jax.tree_util.tree_map(
         lambda a, b=batch: jnp.broadcast_to(a, (b,) + a.shape), params)
     seconds = median_seconds(batched, stacked,
-                             jnp.full((batch, 240, 240, 3), 0.5))
+                             jnp.full((batch, 240, 240, 3), 0.5),
+                             min_seconds=min_seconds)
     rows.append({'batch': batch, 'ms': 1e3 * seconds,
                  'images_per_s': batch / seconds})
     print(f'formation, both levels, batch {batch}: {1e3 * seconds:.2f} ms')
@@ -254,27 +267,31 @@ def time_formation(model: fm.FaceModel, batch_sizes) -> dict:
                             points[:, 2:]], -1)
   rasterize = jax.jit(lambda s: raster.rasterize(
       s, model.triangles, height=240, width=240, capacity=4 * 240 * 240))
-  raster_ms = 1e3 * median_seconds(rasterize, screen)
+  raster_ms = 1e3 * median_seconds(rasterize, screen,
+                                   min_seconds=min_seconds)
   print(f'rasterizer, 240 x 240: {raster_ms:.2f} ms')
   return {'both_levels': rows, 'rasterizer_240px_ms': raster_ms}
 
 
-def main(argv):
-  if len(argv) > 1:
-    raise app.UsageError(f'unexpected arguments: {" ".join(argv[1:])}')
-  output = _OUTPUT.value
-  if os.path.exists(output) and not _OVERWRITE.value:
-    raise SystemExit(f'bench: {output} exists; pass --overwrite to replace '
-                     'it')
-  try:
-    parse = lambda values: [int(v) for v in values]
-    batch_sizes, train_batches, formation_batches = (
-        parse(_BATCHES.value), parse(_TRAIN_BATCHES.value),
-        parse(_FORMATION_BATCHES.value))
-    model_configs = {spec: configs.load_config(spec)
-                     for spec in _MODELS.value}
-  except ValueError as e:
-    raise SystemExit(f'bench: {e}') from None
+def benchmark(model_specs, batch_sizes=(1, 4, 16, 64, 256),
+              train_batch_sizes=(5, 32), formation_batch_sizes=(1, 5, 32, 128),
+              matmul_size: int = 2048, profile_batch: int = 32,
+              min_seconds: float = 1.0) -> dict:
+  """The whole benchmark (module docstring) as the JSON's dict.
+
+  Args:
+    model_specs: training configs, 'name[:argument]' or 'path[:argument]'
+      (`configs.load_config`).
+    batch_sizes, train_batch_sizes, formation_batch_sizes: ints.
+    matmul_size: n of the n^3 float32 matmul.
+    profile_batch: batch of the per-layer AlexNet profile (run when a
+      full-width AlexNet is among the models).
+    min_seconds: each timing repeats until this much time is spent.
+
+  Raises:
+    ValueError: a config that does not load (before any timing).
+  """
+  model_configs = {spec: configs.load_config(spec) for spec in model_specs}
   device = jax.devices()[0]
   results = {
       'device': device.device_kind, 'platform': device.platform,
@@ -283,9 +300,9 @@ def main(argv):
       'cpu_count': os.cpu_count(), 'jax': jax.__version__,
       'date': time.strftime('%Y-%m-%d'),
   }
-  results['matmul'] = matmul_peak(_MATMUL.value)
+  results['matmul'] = matmul_peak(matmul_size, min_seconds)
   peak = results['matmul']['gflop_per_s']
-  print(f'{results["device"]}: matmul {_MATMUL.value}^3 {peak:.0f} GFLOP/s')
+  print(f'{results["device"]}: matmul {matmul_size}^3 {peak:.0f} GFLOP/s')
   results['models'] = []
   for spec, config in model_configs.items():
     trainer = train.Trainer(config)
@@ -298,24 +315,48 @@ def main(argv):
         'num_correctives': model.num_correctives,
         'parameters': int(sum(x.size for x in jax.tree_util.tree_leaves(
             trainer.setup.init_params(jax.random.PRNGKey(0))))),
-        'inference': time_inference(trainer.setup, batch_sizes, peak),
-        'training': time_training(trainer, train_batches),
+        'inference': time_inference(trainer.setup, batch_sizes, peak,
+                                    min_seconds),
+        'training': time_training(trainer, train_batch_sizes, min_seconds),
     })
   if any(m['backbone'] == 'alexnet' and m['width'] == 1.0
          for m in results['models']):
-    print(f'AlexNet layers, batch {_PROFILE_BATCH.value}:')
+    print(f'AlexNet layers, batch {profile_batch}:')
     results['alexnet_layers'] = {
-        'batch': _PROFILE_BATCH.value,
-        'layers': alexnet_layer_profile(_PROFILE_BATCH.value, peak)}
+        'batch': profile_batch,
+        'layers': alexnet_layer_profile(profile_batch, peak, min_seconds)}
   results['formation'] = time_formation(fm.load_face_model(),
-                                        formation_batches)
+                                        formation_batch_sizes, min_seconds)
+  return results
+
+
+def main(argv):
+  if len(argv) > 1:
+    raise app.UsageError(f'unexpected arguments: {" ".join(argv[1:])}')
+  output = FLAGS.output
+  if os.path.exists(output) and not FLAGS.overwrite:
+    raise SystemExit(f'bench: {output} exists; pass --overwrite to replace '
+                     'it')
+  try:
+    parse = lambda values: [int(v) for v in values]
+    batch_sizes, train_batches, formation_batches = (
+        parse(FLAGS.batch_sizes), parse(FLAGS.train_batch_sizes),
+        parse(FLAGS.formation_batch_sizes))
+    for spec in FLAGS.models:  # a bad one fails here, before any timing
+      configs.load_config(spec)
+  except ValueError as e:
+    raise SystemExit(f'bench: {e}') from None
+  results = benchmark(FLAGS.models, batch_sizes, train_batches,
+                      formation_batches, FLAGS.matmul_size,
+                      FLAGS.profile_batch, FLAGS.min_seconds)
   try:
     image_io.atomic_write_bytes(output, json.dumps(results, indent=1).encode(),
-                                overwrite=_OVERWRITE.value)
+                                overwrite=FLAGS.overwrite)
   except (FileExistsError, OSError) as e:
     raise SystemExit(f'bench: {e}') from None
   print(f'wrote {output}')
 
 
 if __name__ == '__main__':
+  _define_flags()
   app.run(main)

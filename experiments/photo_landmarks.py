@@ -3,8 +3,8 @@
     python -m experiments.photo_landmarks \
         --output=docs/results/photo_landmarks.json
 
-(writes the JSON and its markdown table, docs/results/photo_landmarks.md,
-which `experiments/results.py` puts into docs/results.md).
+(writes the JSON and its markdown table, docs/results/photo_landmarks.md;
+`experiments/results.py` puts the same table, `table`, into docs/results.md).
 
 For each bundled photo: the detector's landmarks (`data/detection.py`), the
 mean face at the fitted pose (the fit's identity and expression set to zero:
@@ -38,11 +38,18 @@ from mofa_ml.fitting import fit
 from mofa_ml.export import outputs
 from mofa_ml.reconstruction import reconstruct
 
-_OUTPUT = flags.DEFINE_string('output', 'photo_landmarks.json',
-                              'JSON to write (and its .md beside it).')
-_SHIFT_PX = flags.DEFINE_float(
-    'shift_px', 0.3, 'Shift of the detections for the repeated fits, photo '
-    'pixels; 0 fits once.')
+FLAGS = flags.FLAGS
+
+
+def _define_flags():
+  """The command's flags (defined only when run as a script, so that two
+  experiments imported into one process do not both define --output)."""
+  flags.DEFINE_string('output', 'photo_landmarks.json',
+                      'JSON to write (and its .md beside it).')
+  flags.DEFINE_float(
+      'shift_px', 0.3, 'Shift of the detections for the repeated fits, '
+      'photo pixels; 0 fits once.')
+
 
 REGIONS = {'jaw': lm.JAW, 'brows': lm.RIGHT_BROW + lm.LEFT_BROW,
            'nose': lm.NOSE_BRIDGE + lm.NOSTRILS,
@@ -143,22 +150,23 @@ def main(argv):
   model = fm.load_face_model()
   reconstructor = reconstruct.Reconstructor(model, None, fit.FitConfig())
   finder = detection.FaceLandmarker()
-  results = {'shift_px': _SHIFT_PX.value, 'target_nme': TARGET_NME,
+  results = {'shift_px': FLAGS.shift_px, 'target_nme': TARGET_NME,
              'photos': {}}
   for name, sample in samples.sample_faces().items():
     image = np.asarray(Image.open(sample.image_path).convert('RGB'))
     truth = lm.read_pts(sample.landmarks_path).astype(np.float64)
     results['photos'][name] = evaluate_photo(
-        model, reconstructor, finder, image, truth, _SHIFT_PX.value)
+        model, reconstructor, finder, image, truth, FLAGS.shift_px)
     print(name, json.dumps(results['photos'][name]), flush=True)
-  image_io.atomic_write_bytes(_OUTPUT.value,
+  image_io.atomic_write_bytes(FLAGS.output,
                               json.dumps(results, indent=1).encode(),
                               overwrite=True)
   markdown = table(results)
-  image_io.atomic_write_bytes(os.path.splitext(_OUTPUT.value)[0] + '.md',
+  image_io.atomic_write_bytes(os.path.splitext(FLAGS.output)[0] + '.md',
                               (markdown + '\n').encode(), overwrite=True)
   print(markdown)
 
 
 if __name__ == '__main__':
+  _define_flags()
   app.run(main)

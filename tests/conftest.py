@@ -1,11 +1,8 @@
 """Shared fixtures. The bundled model loads once per test session."""
 
-import functools
-import importlib.util
 import os
 import tempfile
 
-from absl import flags
 import pytest
 
 from mofa_ml.facemodel import face_model
@@ -41,29 +38,6 @@ def pytest_collection_modifyitems(config, items):
 @pytest.fixture(scope='session')
 def ict_model():
   return face_model.load_face_model()
-
-
-@functools.cache  # one load per experiment and process
-def _experiment_module(name: str):
-  spec = importlib.util.spec_from_file_location(
-      name, os.path.join(os.path.dirname(os.path.dirname(
-          os.path.abspath(__file__))), 'experiments', f'{name}.py'))
-  module = importlib.util.module_from_spec(spec)
-  defined = set(flags.FLAGS)
-  spec.loader.exec_module(module)
-  # Two scripts may name a flag alike (--output); the tests call their
-  # functions, never their flags, so each script's flags are dropped again.
-  for flag in set(flags.FLAGS) - defined:
-    delattr(flags.FLAGS, flag)
-  return module
-
-
-@pytest.fixture(scope='session')
-def experiment():
-  """experiments/<name>.py as a module, by name (loaded once per process:
-  the experiments are scripts, not a package; their flags are not
-  defined)."""
-  return _experiment_module
 
 
 @pytest.fixture(scope='session')

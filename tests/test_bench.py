@@ -1,29 +1,26 @@
 """`experiments/bench.py` end to end on tiny settings (numbers unchecked:
 speed targets live in the benchmark's JSON, never in tests)."""
 
-import json
 import os
 import subprocess
 import sys
+
+from experiments import bench
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 def _bench(*args):
+  """`python -m experiments.bench`, as a user runs it from the root."""
   return subprocess.run(
-      [sys.executable, os.path.join('experiments', 'bench.py'), *args],
+      [sys.executable, '-m', 'experiments.bench', *args],
       capture_output=True, text=True, check=False, cwd=ROOT)
 
 
-def test_bench_runs_and_reports_consistent_numbers(tmp_path):
-  output = tmp_path / 'bench.json'
-  args = ['--models=experiments/configs/synthetic.py:light',
-          '--batch_sizes=1,2', '--train_batch_sizes=2',
-          '--formation_batch_sizes=1', '--matmul_size=128',
-          '--min_seconds=0.01', f'--output={output}']
-  done = _bench(*args)
-  assert done.returncode == 0, done.stderr
-  result = json.loads(output.read_text())
+def test_bench_runs_and_reports_consistent_numbers():
+  result = bench.benchmark(['synthetic:light'], batch_sizes=[1, 2],
+                           train_batch_sizes=[2], formation_batch_sizes=[1],
+                           matmul_size=128, min_seconds=0.01)
   assert result['platform'] == 'cpu' and result['device']
   assert result['matmul']['gflop_per_s'] > 0
   model, = result['models']
@@ -39,9 +36,15 @@ def test_bench_runs_and_reports_consistent_numbers(tmp_path):
   assert abs(flops[0] - flops[1]) < 0.01 * flops[0]
   assert model['training'][0]['steps_per_s'] > 0
   assert result['formation']['rasterizer_240px_ms'] > 0
-  again = _bench(*args)
+
+
+def test_bench_command_refuses_bad_arguments_in_one_line(tmp_path):
+  # Both fail before any timing: an existing output, a missing config.
+  output = tmp_path / 'bench.json'
+  output.write_text('{}')
+  again = _bench(f'--output={output}')
   assert again.returncode != 0 and 'pass --overwrite' in again.stderr
-  missing = _bench('--models=experiments/configs/nope.py',
+  missing = _bench(f'--models={tmp_path / "nope.py"}',
                    f'--output={tmp_path / "other.json"}')
   assert missing.returncode != 0
   assert 'config file not found' in missing.stderr

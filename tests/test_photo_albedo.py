@@ -1,18 +1,18 @@
-"""`experiments/photo_albedo.py`: the albedo the ladder's `@<photo>` steps
-render with."""
+"""`experiments/research/photo_albedo.py`: the albedo the ladder's
+`@<photo>` steps render with."""
 
 import jax
 import numpy as np
 
+from experiments.research import ladder
+from experiments.research import photo_albedo
 from mofa_ml import image_io
 from mofa_ml.data import synthetic
 from mofa_ml.facemodel import layout as layout_lib
 from mofa_ml.rendering import camera
 
 
-def test_shading_albedo_divides_out_the_shading_up_to_a_channel_scale(
-    experiment):
-  module = experiment('photo_albedo')
+def test_shading_albedo_divides_out_the_shading_up_to_a_channel_scale():
   rng = np.random.default_rng(0)
   count = 500
   truth = rng.uniform(0.2, 0.6, (count, 3))
@@ -24,8 +24,8 @@ def test_shading_albedo_divides_out_the_shading_up_to_a_channel_scale(
   weight = np.ones(count)
   weight[:50] = 0.0  # not shown: the fallback
   shading[50:60] = 0.01  # far darker than the rest: the fallback too
-  albedo = module.shading_albedo(observed, fitted * shading, fitted, weight,
-                                 fallback)
+  albedo = photo_albedo.shading_albedo(observed, fitted * shading, fitted,
+                                       weight, fallback)
   assert albedo.shape == (count, 3) and albedo.dtype == np.float32
   np.testing.assert_allclose(albedo[:60], 0.5, atol=1e-6)
   # The rest: the truth, brought to the fallback's median channel by channel
@@ -35,11 +35,10 @@ def test_shading_albedo_divides_out_the_shading_up_to_a_channel_scale(
       rtol=1e-5)
 
 
-def test_photo_albedo_recovers_a_rendered_face_albedo(ict_model, experiment):
+def test_photo_albedo_recovers_a_rendered_face_albedo(ict_model):
   """A synthetic face with a known albedo, rendered and passed as a photo:
   where the face turns to the camera, the recovered albedo follows the
   truth's (after the per-channel scale)."""
-  module = experiment('photo_albedo')
   layout = layout_lib.ParameterLayout.for_model(ict_model)
   config = synthetic.SyntheticConfig(out_of_space=False, max_yaw=10.0,
                                      max_pitch=5.0, max_roll=5.0)
@@ -48,8 +47,8 @@ def test_photo_albedo_recovers_a_rendered_face_albedo(ict_model, experiment):
       config, 1))
   photo = image_io.to_uint8(np.asarray(face['image'][0]))
   truth = np.asarray(face['albedo'][0], np.float64)
-  albedo = module.photo_albedo(ict_model, photo,
-                               np.asarray(face['landmarks'][0], np.float32))
+  albedo = photo_albedo.photo_albedo(
+      ict_model, photo, np.asarray(face['landmarks'][0], np.float32))
   assert albedo.shape == truth.shape
   assert np.all((albedo >= 0) & (albedo <= 1))
   # The vertices that moved off the model's mean reflectance are the ones
@@ -63,10 +62,9 @@ def test_photo_albedo_recovers_a_rendered_face_albedo(ict_model, experiment):
 
 
 def test_ladder_appearance_steps_render_and_fit_with_the_photo_albedo(
-    ict_model, experiment):
+    ict_model):
   """'@<photo>' steps swap the model's mean reflectance for the photo's
   albedo (nothing else), and plain steps keep the model as it is."""
-  ladder = experiment('ladder')
   assert ladder._step_parts('d+4px') == ('d', 4.0, '')
   assert ladder._step_parts('f@takeo') == ('f', 0.0, 'takeo')
   assert ladder.step_config('e@takeo') == ladder.step_config('e')

@@ -11,21 +11,42 @@ vertices); vertices the photo does not show, or shows at a grazing angle,
 blend into the model's mean reflectance. What the fitted shading misses
 (cast shadows, the photo's own lighting beyond the harmonics) stays in the
 albedo, as it would in any albedo estimated from one photo.
+
+    python -m experiments.research.photo_albedo --photo=takeo \
+        --output=takeo_albedo.ply
+
+writes the model's mean shape coloured with a bundled photo's albedo (to
+look at what the ladder's `@<photo>` steps render).
 """
 
+from absl import app
+from absl import flags
 import jax.numpy as jnp
 import numpy as np
 from PIL import Image
 
+from mofa_ml import compilation_cache
+from mofa_ml import image_io
 from mofa_ml import samples
 from mofa_ml.data import crop
+from mofa_ml.export import meshes
 from mofa_ml.facemodel import face_model as fm
 from mofa_ml.facemodel import landmarks as lm
 from mofa_ml.facemodel import levels
-from mofa_ml.learning import objective
 from mofa_ml.fitting import fit
+from mofa_ml.learning import objective
 from mofa_ml.rendering import camera
 from mofa_ml.rendering import formation
+
+FLAGS = flags.FLAGS
+
+
+def _define_flags():
+  """The command's flags (defined only when run as a script, so that two
+  experiments imported into one process do not both define --output)."""
+  flags.DEFINE_string('photo', 'takeo', 'A bundled photo\'s name.')
+  flags.DEFINE_string('output', 'albedo.ply', 'PLY mesh to write.')
+
 
 # Cosine of the view angle below which a vertex keeps the mean reflectance,
 # and the range over which it blends into the photo's albedo above that.
@@ -100,3 +121,22 @@ def bundled_photo_albedo(model: fm.FaceModel, name: str) -> np.ndarray:
   photo = np.asarray(Image.open(sample.image_path).convert('RGB'))
   return photo_albedo(model, photo,
                       lm.read_pts(sample.landmarks_path).astype(np.float32))
+
+
+def main(argv):
+  if len(argv) > 1:
+    raise app.UsageError(f'unexpected arguments: {argv[1:]}')
+  if FLAGS.photo not in samples.sample_faces():
+    raise app.UsageError(f'--photo: one of {", ".join(samples.sample_faces())}')
+  compilation_cache.enable()
+  model = fm.load_face_model()
+  albedo = bundled_photo_albedo(model, FLAGS.photo)
+  image_io.atomic_write_bytes(FLAGS.output, meshes.ply_bytes(
+      np.asarray(model.mean_shape), np.asarray(model.triangles), albedo),
+                              overwrite=True)
+  print(f'wrote {FLAGS.output}')
+
+
+if __name__ == '__main__':
+  _define_flags()
+  app.run(main)
