@@ -1,5 +1,6 @@
 """The `mofa` command line, run as a user would."""
 
+import json
 import os
 import subprocess
 import sys
@@ -7,6 +8,8 @@ import sys
 import numpy as np
 
 from mofa_ml import image_io
+import mofa_ml.configs
+from mofa_ml.learning import configs
 
 
 def run_mofa(*args, cwd=None):
@@ -53,3 +56,45 @@ def test_render_writes_a_face_and_never_overwrites(tmp_path):
   assert os.path.getmtime(output) == before
   bad = run_mofa('render', f'--output={output}', '--yaw_degrees=left')
   assert bad.returncode != 0 and 'must be numbers' in bad.stderr
+
+
+def train_config(*flags, cwd):
+  """The config `mofa train <flags>` would train, as JSON (nothing runs)."""
+  script = ('import sys\n'
+            'from mofa_ml import cli\n'
+            'from mofa_ml.commands import train\n'
+            'train.main = lambda argv: print(train._CONFIG.value.to_json())\n'
+            'sys.exit(cli.main(["mofa", "train", *sys.argv[1:]]))\n')
+  result = subprocess.run([sys.executable, '-c', script, *flags,
+                           '--workdir=unused'], capture_output=True,
+                          text=True, cwd=cwd, timeout=300)
+  assert result.returncode == 0, result.stderr
+  return json.loads(result.stdout.strip().splitlines()[-1])
+
+
+def test_train_takes_a_config_by_name_or_path_with_overrides(tmp_path):
+  # Outside the repository, as after a pip install.
+  packaged = os.path.dirname(mofa_ml.configs.__file__)
+  by_name = train_config('--config=smoke', '--config.batch_size=10',
+                         cwd=tmp_path)
+  by_path = train_config(f'--config={packaged}/smoke.py',
+                         '--config.batch_size=10', cwd=tmp_path)
+  expected = configs.load_config('smoke')
+  expected.batch_size = 10
+  assert by_name == by_path == json.loads(expected.to_json())
+  light = train_config('--config=synthetic:light', '--config.model.width=0.75',
+                       cwd=tmp_path)
+  expected = configs.load_config(f'{packaged}/synthetic.py:light')
+  expected.model.width = 0.75
+  assert light == json.loads(expected.to_json())
+
+
+def test_train_refuses_an_unknown_config_name_in_one_line(tmp_path):
+  result = run_mofa('train', '--config=foo', '--config.batch_size=3',
+                    f'--workdir={tmp_path / "run"}', cwd=tmp_path)
+  assert result.returncode != 0
+  assert result.stderr.strip() == (
+      "mofa train: unknown config 'foo': choose one of default, paper, "
+      'paper_stage1, paper_stage2, smoke, synthetic or give a path to a .py '
+      'file')
+  assert not (tmp_path / 'run').exists()

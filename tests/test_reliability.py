@@ -220,8 +220,7 @@ def test_sixteen_bit_grey_photo_is_found_not_clipped(tmp_path):
 
 
 def test_training_config_errors_are_one_line_and_leave_nothing(tmp_path):
-  smoke = os.path.join(os.path.dirname(__file__), '..', 'experiments',
-                       'configs', 'smoke.py')
+  smoke = 'smoke'  # the packaged config, by name
   workdir = tmp_path / 'run'
   cases = [
       ([f'--config={tmp_path / "nope.py"}'], 'config file not found'),

@@ -17,14 +17,13 @@ from mofa_ml.learning import configs
 from mofa_ml.learning import objective
 from mofa_ml.learning import train
 
-EXPERIMENTS = os.path.join(os.path.dirname(__file__), '..', 'experiments',
-                           'configs')
+PACKAGED = os.path.join(os.path.dirname(__file__), '..', 'mofa_ml',
+                        'configs')
 
 
 def load_config(name, argument=''):
-  """An experiments/configs file's config, loaded by path."""
-  path = os.path.join(EXPERIMENTS, f'{name}.py')
-  return configs.load_config(f'{path}:{argument}' if argument else path)
+  """A packaged config (mofa_ml/configs), loaded by name."""
+  return configs.load_config(f'{name}:{argument}' if argument else name)
 
 
 def tiny_config(data_dir, stage1=4, stage2=4):
@@ -84,6 +83,32 @@ def test_every_config_loads_with_the_default_fields():
     config = load_config('synthetic', backbone)
     assert config.model.backbone == backbone
     assert config.optimizer.name == 'adam'  # the smoke run's, inherited
+
+
+def test_configs_load_by_name_or_path_alike(tmp_path, monkeypatch):
+  assert configs.names() == ('default', 'paper', 'paper_stage1',
+                             'paper_stage2', 'smoke', 'synthetic')
+  for spec in ('smoke', 'synthetic:light'):
+    name, _, argument = spec.partition(':')
+    path = os.path.join(PACKAGED, f'{name}.py')
+    by_path = configs.load_config(f'{path}:{argument}' if argument else path)
+    assert configs.load_config(spec).to_dict() == by_path.to_dict(), spec
+  # A name is never a file in the working directory, a path always one.
+  monkeypatch.chdir(tmp_path)
+  (tmp_path / 'smoke.py').write_text(
+      'from mofa_ml.configs import smoke\n'
+      'def get_config():\n'
+      '  config = smoke.get_config()\n'
+      '  config.batch_size = 7\n'
+      '  return config\n')
+  assert configs.load_config('smoke').batch_size == 5
+  assert configs.load_config('smoke.py').batch_size == 7
+  with pytest.raises(ValueError, match=(
+      "unknown config 'smok': choose one of default, paper, paper_stage1, "
+      'paper_stage2, smoke, synthetic or give a path to a .py file')):
+    configs.load_config('smok')
+  with pytest.raises(ValueError, match='config file not found: nope.py'):
+    configs.load_config('nope.py:light')
 
 
 def test_parameter_groups_cover_heads_and_correctives(tiny_data_dir):

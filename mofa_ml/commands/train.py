@@ -1,14 +1,17 @@
 """`mofa train`: the two-stage training job.
 
-    mofa train --config=experiments/configs/smoke.py --workdir=/tmp/smoke
-    mofa train --config=experiments/configs/paper_stage1.py \
+    mofa train --config=smoke --workdir=/tmp/smoke
+    mofa train --config=paper_stage1 \
         --config.dataset=mofa_faces/celeba --workdir=runs/stage1
+    mofa train --config=path/to/my_config.py:argument --workdir=...
 
-Any config field can be overridden on the command line
-(`--config.batch_size=10`). Rerunning with the same workdir resumes.
+--config takes a packaged config's name (the modules of mofa_ml/configs,
+listed under --config below) or a config file's path, either with an
+optional `:argument` for its get_config. Any config field can
+be overridden on the command line (`--config.batch_size=10`). Rerunning with
+the same workdir resumes.
 """
 
-import os
 import sys
 
 from absl import app
@@ -22,8 +25,9 @@ from mofa_ml.learning import configs
 from mofa_ml.learning import train
 
 _CONFIG = config_flags.DEFINE_config_file(
-    'config', None, 'Training configuration file (experiments/configs).',
-    lock_config=True)
+    'config', None, 'Training config: a packaged one by name '
+    f'({", ".join(configs.names())}) or a path to a .py file, either '
+    'optionally with :argument (synthetic:light).')
 _WORKDIR = flags.DEFINE_string('workdir', None,
                                'Folder for checkpoints and TensorBoard logs.')
 _STOP_AT = flags.DEFINE_integer(
@@ -35,23 +39,41 @@ _DISTRIBUTED = flags.DEFINE_bool(
 flags.mark_flags_as_required(['config', 'workdir'])
 
 
-def _config() -> ml_collections.ConfigDict:
-  """--config, or one line saying what is wrong with it."""
-  path = config_flags.get_config_filename(flags.FLAGS['config'])
-  if not os.path.isfile(path.partition(':')[0]):
-    raise SystemExit(f'mofa train: config file not found: {path}')
-  try:
-    return _CONFIG.value
-  except Exception as e:  # pylint: disable=broad-except
-    # The config file's own code failed: its message, in one line.
-    raise SystemExit(f'mofa train: config {path}: {cli.one_line(e)}'
-                     ) from None
+class _ConfigParser(flags.ArgumentParser):
+  """--config's value: a packaged config's name or a file's path.
+
+  absl's own parser takes paths only, and reports a config that fails as
+  'FATAL Flags parsing error' with the config code's traceback; this one
+  loads what `configs.load_config` loads and ends a failure with one line.
+  ml_collections' flag still applies the `--config.<field>` overrides.
+  """
+
+  def parse(self, argument):
+    try:
+      configs.resolve(argument)
+    except ValueError as e:
+      raise SystemExit(f'mofa train: {e}') from None
+    try:
+      config = configs.load_config(argument)
+    except Exception as e:  # pylint: disable=broad-except
+      # The config file's own code failed: its message, in one line.
+      raise SystemExit(f'mofa train: config {argument}: {cli.one_line(e)}'
+                       ) from None
+    if isinstance(config, ml_collections.ConfigDict):
+      config.lock()  # an override of a field it lacks is refused, not added
+    return config
+
+  def flag_type(self):
+    return 'config object'
+
+
+flags.FLAGS['config'].parser = _ConfigParser()
 
 
 def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f'unexpected arguments: {" ".join(argv[1:])}')
-  config = _config()
+  config = _CONFIG.value
   try:
     configs.check_config(config)
   except ValueError as e:

@@ -32,7 +32,7 @@ from mofa_ml.facemodel import landmarks as lm
 # steps e and f; the 85 without a gross failure): within a face, the
 # inverse error variance of the points with d < 0.01 is 2.2 times the
 # face's mean, of those with d > 0.15 about 0.5; 0.2 + 0.8 / (1 + (d /
-# 0.02)^2) follows it (docs/results.md).
+# 0.02)^2) follows it (docs/research/fitting-2026-12.md).
 _FLIP_SCALE = 0.02
 _FLIP_FLOOR = 0.2
 # Where dlib's HOG detector puts its box on the 20 of the 53 step-e renders

@@ -4,9 +4,9 @@ The bundled model is the ICT front face; the ICT source also has the scalp,
 ears, neck and eyeballs. Rendered around a synthetic face they give a
 landmark detector what it sees in photos (a head outline, hair, eyes):
 without them dlib's predictor put the eyes on the brows of the bare face
-masks (docs/results.md). The head follows the face's identity and
-expression through the same blendshape combinations as the model's bases,
-so it stays attached wherever the face moves.
+masks (docs/research/fitting-2026-12.md). The head follows the face's
+identity and expression through the same blendshape combinations as the
+model's bases, so it stays attached wherever the face moves.
 """
 
 from typing import NamedTuple

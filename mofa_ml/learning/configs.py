@@ -1,31 +1,63 @@
-"""Training configs: loading a config file, checking one before any work.
+"""Training configs: choosing one by name or path, checking it before work.
 
-Configs themselves are `ml_collections` files in experiments/configs
-(`default.py` and the files that start from it).
+Configs themselves are `ml_collections` files: the packaged ones in
+mofa_ml/configs (`default` and the configs that start from it), chosen by
+name, or a file of your own, chosen by path.
 """
 
 import importlib.util
 import os
+import pkgutil
 
 import ml_collections
 import numpy as np
 
+from mofa_ml import configs as packaged
 from mofa_ml.data import input_pipeline
 from mofa_ml.learning import objective
 
 STAGES = objective.STAGES
 
 
-def load_config(spec: str) -> ml_collections.ConfigDict:
-  """A config file's `get_config()`, from 'path' or 'path:argument' (what
-  `--config` takes; for notebooks and scripts without absl flags).
+def names() -> tuple[str, ...]:
+  """The packaged configs' names (the modules of mofa_ml/configs), sorted."""
+  return tuple(sorted(module.name for module in
+                      pkgutil.iter_modules(packaged.__path__)))
+
+
+def resolve(spec: str) -> str:
+  """'name[:argument]' or 'path.py[:argument]' -> 'path.py[:argument]'.
+
+  A spec whose file part ends in .py or holds a folder is a path (relative
+  to the working directory); anything else is a packaged config's name, so
+  `smoke` never picks up a smoke.py that happens to be in the working
+  directory.
 
   Raises:
-    ValueError: the file does not exist.
+    ValueError: an unknown name (the message lists the names) or a path that
+      is not a file.
   """
-  path, _, argument = spec.partition(':')
-  if not os.path.isfile(path):
-    raise ValueError(f'config file not found: {path}')
+  name, colon, argument = spec.partition(':')
+  if name.endswith('.py') or os.path.basename(name) != name:
+    if not os.path.isfile(name):
+      raise ValueError(f'config file not found: {name}')
+    return spec
+  if name not in names():
+    raise ValueError(f'unknown config {name!r}: choose one of '
+                     f'{", ".join(names())} or give a path to a .py file')
+  path = os.path.join(os.path.dirname(packaged.__file__), f'{name}.py')
+  return path + colon + argument
+
+
+def load_config(spec: str) -> ml_collections.ConfigDict:
+  """A config's `get_config()`, from 'name', 'path' or either with
+  ':argument' (what `mofa train --config` takes; for notebooks and scripts
+  without absl flags): `load_config('synthetic:light')`.
+
+  Raises:
+    ValueError: see `resolve`.
+  """
+  path, _, argument = resolve(spec).partition(':')
   module_spec = importlib.util.spec_from_file_location(
       f'mofa_config_{os.path.splitext(os.path.basename(path))[0]}', path)
   module = importlib.util.module_from_spec(module_spec)

@@ -2,8 +2,8 @@
 
 The paper compares every front-facing vertex's shaded colour with the photo
 at its projection. Measured on synthetic faces rendered from the model
-itself (docs/results.md, identifiability ladder), that moves the objective's
-optimum away from the truth:
+itself (the ladder, docs/research/fitting-2026-12.md), that moves the
+objective's optimum away from the truth:
   * silhouette vertices sample the background, hole rims (eyes, mouth) and
     vertices hidden behind the nose sample another surface;
   * a vertex's own colour is not what a picture shows at its projection: a

@@ -1,6 +1,6 @@
 """Two-stage self-supervised training (paper Sec. 7, supplement Sec. 1).
 
-    mofa train --config=experiments/configs/smoke.py --workdir=/tmp/smoke
+    mofa train --config=smoke --workdir=/tmp/smoke
 
 Stage 1 trains the base level (trunk, base head) with the corrective groups
 frozen; stage 2 fine-tunes everything with per-group learning rates through
@@ -293,7 +293,7 @@ def train(config: ml_collections.ConfigDict, workdir: str,
   """Runs (or resumes) training; returns the final state.
 
   Args:
-    config: see experiments/configs.
+    config: see mofa_ml/configs (`configs.load_config`).
     workdir: checkpoints/, tensorboard/ and metrics.jsonl go here.
     stop_at: stop after this global step (as if killed right after it); the
       run continues from there when called again.
