@@ -175,6 +175,24 @@ def test_smooth_correctives_take_up_what_the_identity_cannot(ict_model):
     assert errors['base'] < 1.2 * identity, (errors, identity)
 
 
+def test_the_default_schedule_is_the_continuation_then_the_loss_weights():
+  def iterations(stages):
+    return [(stage.terms, stage.prior_scale) for stage in stages
+            for _ in range(stage.iterations)]
+
+  config = fit.FitConfig()
+  assert iterations(config.base_schedule(from_mean=True)) == (
+      [('landmarks', 300.0)] * 5 + [('all', 100.0)] * 4 +
+      [('all', 30.0)] * 4 + [('all', 10.0)] * 4 + [('all', 3.0)] * 4 +
+      [('all', 1.0)] * 12)
+  # From a prediction the continuation is skipped.
+  assert iterations(config.base_schedule(from_mean=False)) == (
+      [('all', 1.0)] * 12)
+  hash(config)  # a static jit argument
+  with pytest.raises(TypeError, match='ContinuationStage'):
+    fit.FitConfig(continuation=(300.0, (100.0, 4)))
+
+
 def test_the_final_phase_keeps_the_prior_at_stage_one_strength():
   stage1 = objective.paper_weights('stage1')
   stage2 = objective.paper_weights('stage2')

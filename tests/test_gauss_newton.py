@@ -12,6 +12,7 @@ from mofa_ml.facemodel import levels
 from mofa_ml.learning import objective
 from mofa_ml.fitting import fit
 from mofa_ml.fitting import gauss_newton
+from mofa_ml.fitting import least_squares
 from mofa_ml.rendering import camera
 from mofa_ml.rendering import formation
 
@@ -35,7 +36,7 @@ def setting(ict_model):
   raw = (layout.join(truth._replace(
       correctives_geometry=jnp.zeros(0), correctives_reflectance=jnp.zeros(0),
       sh_final=truth.sh_base)) - scaling.offset) / scaling.scale
-  problem = gauss_newton.Problem(
+  problem = least_squares.Problem(
       jnp.asarray(face['image'][0]), jnp.asarray(face['landmarks'][0]),
       jnp.asarray(face['landmark_confidence'][0]))
   loss = fit.FitConfig().base_loss
@@ -48,8 +49,8 @@ def setting(ict_model):
 
 
 def _rows(s, raw, sample_size):
-  columns = gauss_newton.free_columns(s['layout'], gauss_newton.BASE_GROUPS)
-  return columns, gauss_newton.rows(
+  columns = least_squares.free_columns(s['layout'], least_squares.BASE_GROUPS)
+  return columns, least_squares.rows(
       s['model'], s['intrinsics'], s['loss'], s['layout'], s['scaling'],
       s['problem'], raw, s['support'], columns, 1e-3, sample_size)
 
@@ -60,7 +61,7 @@ def test_jacobian_rows_match_autodiff_of_the_rendering(setting):
   # Away from the truth (the light kept), every visible vertex sampled.
   noise = 0.05 * jax.random.normal(jax.random.PRNGKey(0), s['raw'].shape)
   raw = s['raw'] + noise.at[slice(*layout.offsets['sh_base'])].set(0.0)
-  columns = gauss_newton.free_columns(layout, gauss_newton.BASE_GROUPS)
+  columns = least_squares.free_columns(layout, least_squares.BASE_GROUPS)
   found = jax.jit(lambda r: _rows(s, r, model.num_vertices)[1])(raw)
   used = np.asarray(found.photo_weight > 0)
   vertices = np.asarray(found.photo_vertices)[used]
@@ -121,8 +122,8 @@ def test_photometric_rows_follow_the_supports_weights(setting):
   base = s['support'][0]
   support = (base._replace(visible=base.visible * fraction),
              s['support'][1])
-  columns = gauss_newton.free_columns(layout, gauss_newton.BASE_GROUPS)
-  found = jax.jit(lambda r: gauss_newton.rows(
+  columns = least_squares.free_columns(layout, least_squares.BASE_GROUPS)
+  found = jax.jit(lambda r: least_squares.rows(
       model, s['intrinsics'], s['loss'], layout, scaling, s['problem'], r,
       support, columns, 1e-6, model.num_vertices))(raw)
   weighted = jnp.repeat(found.photo_weight, 3) * found.photo_residual.reshape(
@@ -148,8 +149,9 @@ def test_an_iteration_lowers_the_exact_objective(setting):
                                            s['raw'].shape)
   before = _total(s, raw)
   after = _total(s, jax.jit(lambda r: gauss_newton.solve(
-      s['model'], s['intrinsics'], s['loss'], s['layout'], s['scaling'],
-      s['problem'], r, (('all', 1.0),)))(raw))
+      s['model'], s['intrinsics'], s['problem'], r, loss=s['loss'],
+      layout=s['layout'], scaling=s['scaling'],
+      schedule=(gauss_newton.ContinuationStage('all', 1.0),)))(raw))
   assert after < before
 
 
@@ -177,7 +179,7 @@ def test_prior_weights_are_the_objectives_prior(setting):
       s['problem'].confidence, jax.random.PRNGKey(0))
   prior = loss.weight('reg') * (terms['std_geometry'] + loss.weight('rstd') *
                                 terms['std_reflectance'])
-  weights = gauss_newton.prior_weights(s['layout'], loss)
+  weights = least_squares.prior_weights(s['layout'], loss)
   np.testing.assert_allclose(float(jnp.sum(weights * raw**2)), float(prior),
                              rtol=1e-4)
   expression = slice(*s['layout'].offsets['expression'])
@@ -197,8 +199,15 @@ def test_a_prior_std_of_zero_is_refused(name):
 
 
 def test_schedule_entries_are_checked():
+  stage = gauss_newton.ContinuationStage
   with pytest.raises(ValueError, match='landmarks or all'):
-    gauss_newton._runs((('photo', 1.0),))  # pylint: disable=protected-access
+    stage('photo', 1.0)
+  with pytest.raises(ValueError, match='0 or more'):
+    stage('all', 1.0, iterations=-1)
   assert gauss_newton._runs(  # pylint: disable=protected-access
-      (('landmarks', 3.0), ('landmarks', 2.0), ('all', 1.0))) == [
-          ('landmarks', (3.0, 2.0)), ('all', (1.0,))]
+      (stage('landmarks', 3.0), stage('landmarks', 2.0), stage('all', 1.0))
+  ) == [('landmarks', (3.0, 2.0)), ('all', (1.0,))]
+  # A stage's iterations repeat its scale; a stage without any is skipped.
+  assert gauss_newton._runs(  # pylint: disable=protected-access
+      (stage('all', 3.0, 2), stage('landmarks', 2.0, 0), stage('all', 1.0))
+  ) == [('all', (3.0, 3.0, 1.0))]

@@ -10,7 +10,6 @@ use a few shapes), and the identity free again so that it can take back
 what the expression took; pose, light and correctives stay at the fit. It
 starts from the bounded conversion (`arkit.weights`) and runs under the
 fitter's final-phase loss with the photometric supports of the start.
-Measured against the conversion alone in docs/results.md (ARKit weights).
 """
 
 import dataclasses

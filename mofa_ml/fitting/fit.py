@@ -1,43 +1,48 @@
 """Per-image fitting (analysis by synthesis) with the training objective.
 
-Two phases on one face, jitted together:
-  1. base: the normalised base parameters (see `layout.parameter_scaling`)
-     under the stage-1 loss (landmarks, base photometric term, prior), by
-     Levenberg-Marquardt (`gauss_newton`) or Adam. Levenberg-Marquardt
-     solves, jointly with them, smooth corrective displacements: the lowest
-     manifold harmonics of the mean shape along its normals, appended to
-     the identity modes with their own prior
+A start and two phases on one face, jitted together:
+  0. start (`_start`): the mean face at the pose that best explains the
+     landmarks (`pose_start.landmark_pose`), or a regressor's prediction
+     (`initial`);
+  1. base (`_levenberg_marquardt_base` or `_adam_base`): the normalised
+     base parameters (see `layout.parameter_scaling`) under the stage-1
+     loss (landmarks, base photometric term, prior), by
+     Levenberg-Marquardt (`gauss_newton`) or Adam (`adam_phase`).
+     Levenberg-Marquardt solves, jointly with them, smooth corrective
+     displacements: the lowest manifold harmonics of the mean shape along
+     its normals, appended to the identity modes with their own prior
      (`face_model.with_smooth_displacements`), so that detail the identity
      space lacks (bumps) need not bend the identity;
-  2. final: per-vertex corrective displacements along the base normals (mm)
-     on top of the smooth ones, reflectance offsets and the final light, by
-     Adam (decaying rates) under the stage-2 loss, whose smoothness,
-     stabilization and reflectance-sparsity terms regularise them as in
-     training (the correctives here are per image instead of coming from the
-     learned corrective space).
-Without a regressor's prediction (`initial`), the fit starts from the mean
-face at the pose that best explains the landmarks
-(`pose_start.landmark_pose`).
+  2. final (`_final_phase`): per-vertex corrective displacements along the
+     base normals (mm) on top of the smooth ones, reflectance offsets and
+     the final light, by Adam (decaying rates) under the stage-2 loss,
+     whose smoothness, stabilization and reflectance-sparsity terms
+     regularise them as in training (the correctives here are per image
+     instead of coming from the learned corrective space).
 """
 
 import dataclasses
 import functools
-from typing import Dict, NamedTuple, Optional
+from typing import Dict, NamedTuple, Optional, Tuple
 
 import jax
 import jax.numpy as jnp
-import numpy as np
 import optax
 
 from mofa_ml.facemodel import face_model as fm
 from mofa_ml.facemodel import layout as layout_lib
 from mofa_ml.facemodel import levels
+from mofa_ml.fitting import adam_phase
+from mofa_ml.fitting import gauss_newton
+from mofa_ml.fitting import least_squares
+from mofa_ml.fitting import pose_start
 from mofa_ml.learning import network
 from mofa_ml.learning import objective
-from mofa_ml.fitting import gauss_newton
-from mofa_ml.fitting import pose_start
 from mofa_ml.rendering import camera
 from mofa_ml.rendering import mesh
+
+# The Levenberg-Marquardt schedule's stages, for `FitConfig.continuation`.
+ContinuationStage = gauss_newton.ContinuationStage
 
 
 def final_phase_loss(**overrides) -> objective.LossConfig:
@@ -46,16 +51,14 @@ def final_phase_loss(**overrides) -> objective.LossConfig:
 
   In the paper's weights, w_reg multiplies both the statistical prior and
   the corrective regularisers, and stage 2 raises it 100-fold. Fitting one
-  image, that pulled the base shape towards the mean (on clean synthetic
-  faces from 1.10 to 2.08 mm off the truth over the final phase): here the
-  prior keeps stage 1's weight and every term that `reg` scales keeps its
-  stage-2 effective weight, except the global reflectance constancy, which
-  keeps its stage-1 effective weight (w_glo times stage 1's w_reg): at the
-  stage-2 weight it flattened the skin's per-vertex reflectance, so that on
-  the synthetic benchmark's validation split (8 faces, from the mean) the
-  final level's albedo was farther from the truth than the base level's
-  (0.062 vs 0.033 after a per-channel gain); at stage 1's 0.027, the
-  photometric error 0.031 -> 0.018, geometry unchanged.
+  image, that pulls the base shape towards the mean over the final phase:
+  here the prior keeps stage 1's weight and every term that `reg` scales
+  keeps its stage-2 effective weight, except the global reflectance
+  constancy, which keeps its stage-1 effective weight (w_glo times stage
+  1's w_reg): at the stage-2 weight it flattens the skin's per-vertex
+  reflectance until the final level's albedo is farther from the truth
+  than the base level's (chosen on the synthetic benchmark's validation
+  split).
   """
   stage1 = objective.paper_weights('stage1')
   stage2 = objective.paper_weights('stage2')
@@ -70,11 +73,10 @@ def final_phase_loss(**overrides) -> objective.LossConfig:
 
 
 # Fitting compares only what the photo shows (depth test, footprint on the
-# face); the base
-# level is compared through the rendered picture's colours, so that its
-# optimum on a face the model can render is that face. The final level's
-# per-vertex reflectance is compared point by point: a picture would blur
-# the detail its correctives are there to take. See docs/results.md.
+# face); the base level is compared through the rendered picture's
+# colours, so that its optimum on a face the model can render is that
+# face. The final level's per-vertex reflectance is compared point by
+# point: a picture would blur the detail its correctives are there to take.
 FIT_LOSS_OPTIONS = dict(visibility='raster')
 
 
@@ -85,11 +87,10 @@ class FitConfig:
 
   Base phase, `base_solver`:
     'gauss_newton' (default): Levenberg-Marquardt (`gauss_newton.solve`).
-      From the mean face, `landmark_iterations` on landmarks and prior with
-      the prior's weight times `continuation[0]`, then every base term with
-      the prior relaxed over the (scale, iterations) pairs of
-      `continuation[1:]`; then, also from a prediction, `base_steps`
-      iterations (default 12) at the loss's own weights.
+      From the mean face, the `continuation` stages: landmarks and prior
+      under a strong prior, then every base term with the prior relaxed
+      step by step; then, also from a prediction, `base_steps` iterations
+      (default 12) at the loss's own weights (`base_schedule`).
     'adam': `base_steps` Adam steps (default 200).
   With Levenberg-Marquardt, `corrective_harmonics` smooth displacement
   modes (default 20; none for Adam or `fixed_identity`) are solved with the
@@ -97,20 +98,23 @@ class FitConfig:
   `corrective_rms_mm` RMS (`face_model.with_smooth_displacements`); their
   displacement starts the final level's geometry.
   Final phase: `final_steps` Adam steps on the correctives and the final
-  light (started at the base light); the base parameters stay fixed unless
-  `refit_base`.
+  light (started at the base light); the base parameters stay fixed.
 
   Adam's rates decay (cosine) from their start to `final_rate_fraction` of
-  it, so its normalised steps settle instead of wandering at the optimum;
-  its photometric supports (`objective.supports`) are recomputed every
-  `support_every` steps and held fixed in between.
+  it (`adam_phase.decaying_adam`); its photometric supports
+  (`objective.supports`) are recomputed every `support_every` steps and
+  held fixed in between.
   """
   base_solver: str = 'gauss_newton'
-  landmark_iterations: int = 5
-  # Starting the photometric stages at 100 times the prior rather than 30
-  # (validation renders with detected landmarks, docs/results.md): the pose
-  # and light settle on the photo before the shape moves.
-  continuation: tuple = (300.0, (100.0, 4), (30.0, 4), (10.0, 4), (3.0, 4))
+  # The photometric stages start at 100 times the prior, so that the pose
+  # and light settle on the photo before the shape moves (chosen on
+  # validation renders with detected landmarks).
+  continuation: Tuple[ContinuationStage, ...] = (
+      ContinuationStage('landmarks', prior_scale=300.0, iterations=5),
+      ContinuationStage('all', prior_scale=100.0, iterations=4),
+      ContinuationStage('all', prior_scale=30.0, iterations=4),
+      ContinuationStage('all', prior_scale=10.0, iterations=4),
+      ContinuationStage('all', prior_scale=3.0, iterations=4))
   base_steps: Optional[int] = None
   irls_epsilon: float = 1e-3
   hessian_vertices: int = 1024
@@ -120,32 +124,30 @@ class FitConfig:
   reflectance_learning_rate: float = 0.005
   final_rate_fraction: float = 0.01
   support_every: int = 25
-  # Calibrated on the synthetic benchmark's validation split
-  # (docs/results.md): the expression prior at 0.3 sigma (with the model's
-  # own sigmas, those of its extreme blendshapes, the expression took up
-  # what the shape and the out-of-space detail should explain); the shape
-  # prior at 1.4 sigma (at 1 sigma the worst-fitted faces kept a fifth to a
-  # half of their identity's energy, sum (alpha / sigma)^2); the
-  # photometric term weighted by how well the reflectance model explains
-  # each vertex (beards, make-up).
+  # Chosen on the synthetic benchmark's validation split: the expression
+  # prior at 0.3 sigma, since with the model's own sigmas (those of its
+  # extreme blendshapes) the expression takes up what the shape and the
+  # out-of-space detail should explain; the shape prior at 1.4 sigma,
+  # since at 1 sigma it holds back the identity of faces far from the
+  # mean; the photometric term weighted by how well the reflectance model
+  # explains each vertex (beards, make-up).
   base_loss: objective.LossConfig = objective.LossConfig.for_stage(
       'stage1', raster_correction=True, shape_prior_std=1.4,
       expression_prior_std=0.3, outlier_sigmas=1.5, **FIT_LOSS_OPTIONS)
   final_loss: objective.LossConfig = final_phase_loss(**FIT_LOSS_OPTIONS)
-  refit_base: bool = False
   # Keep identity (shape and reflectance coefficients, corrective fields)
   # at `initial`; fit pose, expression and light only (video frames).
   fixed_identity: bool = False
-  # Calibrated on the validation split (docs/results.md): 20 modes at 1.1
-  # mm RMS (times the base loss's shape_prior_std); 30 modes took identity
-  # from the base.
+  # 20 modes at 1.1 mm RMS (times the base loss's shape_prior_std), chosen
+  # on the validation split: more modes take over what the identity should
+  # explain.
   corrective_harmonics: Optional[int] = None
   corrective_rms_mm: float = 1.1
   # Levenberg-Marquardt's landmark term loses weight as (1.5 px / mean
-  # landmark error)^2 where that error exceeds 1.5 px (a crop of 240 px):
-  # noisy landmarks no longer pull the fit far past the mean face.
-  # Calibrated on validation renders with the detector's landmarks
-  # (docs/results.md); 0: fixed weight.
+  # landmark error)^2 where that error exceeds 1.5 px (a crop of 240 px),
+  # so that noisy landmarks do not pull the fit far past the mean face
+  # (chosen on validation renders with the detector's landmarks); 0: fixed
+  # weight.
   landmark_noise_px: float = 1.5
 
   def __post_init__(self):
@@ -158,6 +160,9 @@ class FitConfig:
     if self.corrective_rms_mm <= 0:
       raise ValueError(f'corrective_rms_mm is positive, not '
                        f'{self.corrective_rms_mm}')
+    if not all(isinstance(stage, ContinuationStage)
+               for stage in self.continuation):
+      raise TypeError('continuation is a tuple of ContinuationStage')
 
   @property
   def base_step_count(self) -> int:
@@ -174,10 +179,18 @@ class FitConfig:
     return (DEFAULT_HARMONICS if self.corrective_harmonics is None else
             self.corrective_harmonics)
 
+  def base_schedule(self, from_mean: bool) -> Tuple[ContinuationStage, ...]:
+    """Levenberg-Marquardt's stages: the continuation from the mean face
+    (from a prediction the landmark-only start would only drift), then
+    `base_step_count` iterations at the loss's own weights."""
+    return (self.continuation if from_mean else ()) + (
+        ContinuationStage('all', prior_scale=1.0,
+                          iterations=self.base_step_count),)
 
-# Base-phase iterations at the loss's weights by default, per solver; 12
-# Levenberg-Marquardt iterations rather than 8 (validation split, 24 faces,
-# every nuisance): 1.53 / 1.40 -> 1.51 / 1.37 mm, ~0.2 s a face more.
+
+# Base-phase iterations at the loss's weights by default, per solver
+# (Levenberg-Marquardt's chosen on the validation split, against the time
+# each iteration costs).
 BASE_STEPS = {'gauss_newton': 12, 'adam': 200}
 # Smooth corrective modes of the Levenberg-Marquardt fit by default.
 DEFAULT_HARMONICS = 20
@@ -225,170 +238,142 @@ def fit_face(model: fm.FaceModel, intrinsics: camera.Intrinsics,
     FitResult.
   """
   scaling = layout_lib.parameter_scaling(model, fit_layout(model))
-  return _fit(model, scaling, intrinsics, image, landmarks, confidence,
-              config, initial)
+  return _fit(model, scaling, intrinsics,
+              least_squares.Problem(image, landmarks, confidence), config,
+              initial)
 
 
 @functools.partial(jax.jit, static_argnames=('config',))
-def _fit(model, scaling, intrinsics, image, landmarks, confidence, config,
-         initial):
-  layout = fit_layout(model)
-  zeros = jnp.zeros((model.num_vertices, 3))
-  if initial is None:
-    rotation, translation = pose_start.landmark_pose(model, intrinsics,
-                                                     landmarks, confidence)
-    mean = layout.split(scaling.offset)._replace(rotation=rotation,
-                                                 translation=translation)
-    raw = (layout.join(mean) - scaling.offset) / scaling.scale
-    geometry, reflectance = zeros, zeros
-  else:
-    p = initial.params
-    start = layout.join(p._replace(
-        correctives_geometry=jnp.zeros(0),
-        correctives_reflectance=jnp.zeros(0),
-        sh_final=levels.final_light(p)))
-    raw = (start - scaling.offset) / scaling.scale
-    geometry = initial.geometry_offsets
-    reflectance = initial.reflectance_offsets
-  key = jax.random.PRNGKey(0)
-
-  def terms(params, geometry, reflectance, loss, support=None):
-    return objective.face_objective(model, intrinsics, loss, params,
-                                    geometry, reflectance, image, landmarks,
-                                    confidence, key, support)
-
-  free_groups = tuple(name for name in layout.offsets
-                      if not (config.fixed_identity and
-                              name in ('shape', 'reflectance')))
-
-  def run(variables, steps, optimizer, loss, groups,
-          geometry_of=lambda field: field):
-    """Adam on the raw parameters of `groups` (static) and the corrective
-    fields, the geometry offsets being `geometry_of` its field.
-
-    The other groups enter the objective as constants, so that terms which
-    depend only on them drop out of the compiled gradient (in the final
-    phase the base terms: half of a step's time when they were a traced
-    vector's unused columns).
-    """
-    raw, fields = variables[0], variables[1:]
-    columns = np.concatenate([np.arange(*layout.offsets[name])
-                              for name in groups])
-    fixed = scaling.params(layout, raw)
-
-    def params_of(free_raw):
-      values, at = {}, 0
-      for name in groups:
-        start, stop = layout.offsets[name]
-        value = (scaling.offset[start:stop] + scaling.scale[start:stop] *
-                 free_raw[at:at + stop - start])
-        values[name] = value.reshape(getattr(fixed, name).shape)
-        at += stop - start
-      return fixed._replace(**values)
-
-    def objective_of(free, loss, support=None):
-      return terms(params_of(free[0]), geometry_of(free[1]), free[2], loss,
-                   support)
-
-    free = (raw[columns],) + fields
-    state = optimizer.init(free)
-
-    def chunk(carry, length):
-      free, state = carry
-      support = objective.supports(model, intrinsics, loss,
-                                   params_of(free[0]), geometry_of(free[1]),
-                                   free[2], image)
-
-      def step(carry, _):
-        free, state = carry
-        gradient = jax.grad(
-            lambda f: objective_of(f, loss, support)['total'])(free)
-        updates, state = optimizer.update(gradient, state, free)
-        return (optax.apply_updates(free, updates), state), None
-
-      return jax.lax.scan(step, (free, state), None, length=length)[0]
-
-    every = max(1, config.support_every)
-    carry = (free, state)
-    if steps >= every:
-      carry, _ = jax.lax.scan(lambda c, _: (chunk(c, every), None), carry,
-                              None, length=steps // every)
-    if steps % every:
-      carry = chunk(carry, steps % every)
-    free = carry[0]
-    return raw.at[columns].set(free[0]), geometry_of(free[1]), free[2]
-
-  def adam(rate, steps):
-    if steps < 1 or config.final_rate_fraction >= 1.0:
-      return optax.adam(rate)
-    return optax.adam(optax.cosine_decay_schedule(
-        rate, steps, alpha=config.final_rate_fraction))
-
-  start_terms = terms(scaling.params(layout, raw), geometry, reflectance,
-                      config.final_loss)
-  base_only = lambda steps: optax.multi_transform(
-      {'train': adam(config.learning_rate, steps),
-       'fixed': optax.set_to_zero()}, ('train', 'fixed', 'fixed'))
-  if config.base_solver == 'gauss_newton':
-    count = config.harmonic_count
-    joint = fm.with_smooth_displacements(model, count,
-                                         config.corrective_rms_mm)
-    shapes = model.num_shape
-    # The joint vectors: the smooth modes' entries after the identity's.
-    widen = lambda x, extra: jnp.concatenate([x[:shapes], extra, x[shapes:]])
-    joint_raw = gauss_newton.solve(
-        joint, intrinsics, config.base_loss, fit_layout(joint),
-        layout_lib.ParameterScaling(
-            widen(scaling.offset, jnp.zeros(count)),
-            widen(scaling.scale, joint.shape_sigma[shapes:])),
-        gauss_newton.Problem(image, landmarks, confidence),
-        widen(raw, jnp.zeros(count)),
-        # From a prediction the landmark-only start would only drift.
-        (('landmarks', config.continuation[0]),) * (
-            config.landmark_iterations * (initial is None)) +
-        tuple(('all', scale) for scale, n in config.continuation[1:]
-              for _ in range(n * (initial is None))) +
-        (('all', 1.0),) * config.base_step_count, config.fixed_identity,
-        config.irls_epsilon, config.hessian_vertices,
-        config.landmark_noise_px)
-    smooth = joint_raw[shapes:shapes + count] * joint.shape_sigma[shapes:]
-    geometry = geometry + jnp.einsum('k,knd->nd', smooth,
-                                     joint.shape_basis[shapes:])
-    raw = jnp.concatenate([joint_raw[:shapes], joint_raw[shapes + count:]])
-    variables = (raw, geometry, reflectance)
-  else:
-    variables = run((raw, geometry, reflectance), config.base_step_count,
-                    base_only(config.base_step_count), config.base_loss,
-                    free_groups)
-  corrective = lambda rate: (optax.set_to_zero() if config.fixed_identity
-                             else adam(rate, config.final_steps))
-  everything = optax.multi_transform(
-      {'base': adam(config.learning_rate, config.final_steps),
-       'geometry': corrective(config.geometry_learning_rate),
-       'reflectance': corrective(config.reflectance_learning_rate)},
-      ('base', 'geometry', 'reflectance'))
-  # The final light starts at the base one; the base parameters stay where
-  # the base phase left them unless `refit_base` (the final terms would
-  # otherwise trade base accuracy for corrective freedom).
-  raw = variables[0]
-  start, stop = layout.offsets['sh_final']
-  base_start, base_stop = layout.offsets['sh_base']
-  raw = raw.at[start:stop].set(raw[base_start:base_stop])
-  final_groups = free_groups if config.refit_base else ('sh_final',)
-  # The geometry correctives move each vertex along its base normal: one
-  # photo constrains a displacement through the shading, while a tangential
-  # one only slides the vertex to another pixel (free 3-D offsets made the
-  # final level's geometry worse than the base; docs/results.md).
-  base = levels.surfaces(model, scaling.params(layout, raw))[0]
-  normals = mesh.vertex_normals(base.vertices, model.triangles)
-  start_geometry = variables[1]
-  variables = run((raw, jnp.zeros(model.num_vertices), variables[2]),
-                  config.final_steps, everything, config.final_loss,
-                  final_groups,
-                  lambda heights: start_geometry + heights[:, None] * normals)
+def _fit(model: fm.FaceModel, scaling: layout_lib.ParameterScaling,
+         intrinsics: camera.Intrinsics, problem: least_squares.Problem,
+         config: FitConfig,
+         initial: Optional[network.Prediction]) -> FitResult:
+  """`fit_face`'s start and phases, compiled together."""
+  setting = adam_phase.Setting(model, intrinsics, fit_layout(model),
+                               scaling, problem)
+  variables = _start(setting, initial)
   raw, geometry, reflectance = variables
-  params = scaling.params(layout, raw)
+  start_terms = adam_phase.terms(setting, config.final_loss,
+                                 scaling.params(setting.layout, raw),
+                                 geometry, reflectance)
+  if config.base_solver == 'gauss_newton':
+    variables = _levenberg_marquardt_base(setting, config, variables,
+                                          from_mean=initial is None)
+  else:
+    variables = _adam_base(setting, config, variables)
+  raw, geometry, reflectance = _final_phase(setting, config, variables)
+  params = scaling.params(setting.layout, raw)
   return FitResult(
       params=params, geometry_offsets=geometry,
       reflectance_offsets=reflectance, start=start_terms,
-      end=terms(params, geometry, reflectance, config.final_loss))
+      end=adam_phase.terms(setting, config.final_loss, params, geometry,
+                           reflectance))
+
+
+def _start(setting: adam_phase.Setting,
+           initial: Optional[network.Prediction]) -> adam_phase.Variables:
+  """(raw parameters, geometry offsets, reflectance offsets) to start from:
+  the mean face at the landmarks' pose without correctives, or `initial`
+  (its final light, shared or its own, as the final light)."""
+  model, layout, scaling = setting.model, setting.layout, setting.scaling
+  zeros = jnp.zeros((model.num_vertices, 3))
+  if initial is None:
+    rotation, translation = pose_start.landmark_pose(
+        model, setting.intrinsics, setting.problem.landmarks,
+        setting.problem.confidence)
+    mean = layout.split(scaling.offset)._replace(rotation=rotation,
+                                                 translation=translation)
+    return (layout.join(mean) - scaling.offset) / scaling.scale, zeros, zeros
+  p = initial.params
+  start = layout.join(p._replace(
+      correctives_geometry=jnp.zeros(0),
+      correctives_reflectance=jnp.zeros(0),
+      sh_final=levels.final_light(p)))
+  return ((start - scaling.offset) / scaling.scale, initial.geometry_offsets,
+          initial.reflectance_offsets)
+
+
+def _levenberg_marquardt_base(setting: adam_phase.Setting, config: FitConfig,
+                              variables: adam_phase.Variables,
+                              from_mean: bool) -> adam_phase.Variables:
+  """The base phase by Levenberg-Marquardt on the base parameters and the
+  smooth displacement modes; the modes' displacement is added to the
+  geometry offsets, the reflectance offsets are kept."""
+  model, scaling = setting.model, setting.scaling
+  raw, geometry, reflectance = variables
+  count = config.harmonic_count
+  joint = fm.with_smooth_displacements(model, count, config.corrective_rms_mm)
+  shapes = model.num_shape
+  # The joint vectors: the smooth modes' entries after the identity's.
+  widen = lambda x, extra: jnp.concatenate([x[:shapes], extra, x[shapes:]])
+  joint_scaling = layout_lib.ParameterScaling(
+      widen(scaling.offset, jnp.zeros(count)),
+      widen(scaling.scale, joint.shape_sigma[shapes:]))
+  joint_raw = gauss_newton.solve(
+      joint, setting.intrinsics, setting.problem,
+      widen(raw, jnp.zeros(count)), loss=config.base_loss,
+      layout=fit_layout(joint), scaling=joint_scaling,
+      schedule=config.base_schedule(from_mean),
+      fixed_identity=config.fixed_identity,
+      irls_epsilon=config.irls_epsilon,
+      sample_size=config.hessian_vertices,
+      landmark_noise_px=config.landmark_noise_px)
+  smooth = joint_raw[shapes:shapes + count] * joint.shape_sigma[shapes:]
+  geometry = geometry + jnp.einsum('k,knd->nd', smooth,
+                                   joint.shape_basis[shapes:])
+  raw = jnp.concatenate([joint_raw[:shapes], joint_raw[shapes + count:]])
+  return raw, geometry, reflectance
+
+
+def _adam_base(setting: adam_phase.Setting, config: FitConfig,
+               variables: adam_phase.Variables) -> adam_phase.Variables:
+  """The base phase by Adam on the base parameters (not the identity's
+  with `fixed_identity`); the correctives are held."""
+  steps = config.base_step_count
+  optimizer = optax.multi_transform(
+      {'train': adam_phase.decaying_adam(config.learning_rate, steps,
+                                         config.final_rate_fraction),
+       'fixed': optax.set_to_zero()}, ('train', 'fixed', 'fixed'))
+  groups = tuple(name for name in setting.layout.offsets
+                 if not (config.fixed_identity and
+                         name in ('shape', 'reflectance')))
+  return adam_phase.minimize(
+      setting, variables, steps=steps, optimizer=optimizer,
+      loss=config.base_loss, groups=groups,
+      support_every=config.support_every)
+
+
+def _final_phase(setting: adam_phase.Setting, config: FitConfig,
+                 variables: adam_phase.Variables) -> adam_phase.Variables:
+  """The final phase: Adam on corrective heights along the base normals
+  (on top of the base phase's geometry offsets), the reflectance offsets
+  and the final light, started at the base light.
+
+  The base parameters stay where the base phase left them: the final
+  terms would otherwise trade base accuracy for corrective freedom. The
+  geometry correctives move each vertex along its base normal: one photo
+  constrains a displacement through the shading, while a tangential one
+  only slides the vertex to another pixel (with free 3-D offsets the
+  final level's geometry ends worse than the base).
+  """
+  model, layout, scaling = setting.model, setting.layout, setting.scaling
+  adam = lambda rate: adam_phase.decaying_adam(rate, config.final_steps,
+                                               config.final_rate_fraction)
+  corrective = lambda rate: (optax.set_to_zero() if config.fixed_identity
+                             else adam(rate))
+  optimizer = optax.multi_transform(
+      {'light': adam(config.learning_rate),
+       'geometry': corrective(config.geometry_learning_rate),
+       'reflectance': corrective(config.reflectance_learning_rate)},
+      ('light', 'geometry', 'reflectance'))
+  raw, start_geometry, reflectance = variables
+  start, stop = layout.offsets['sh_final']
+  base_start, base_stop = layout.offsets['sh_base']
+  raw = raw.at[start:stop].set(raw[base_start:base_stop])
+  base = levels.surfaces(model, scaling.params(layout, raw))[0]
+  normals = mesh.vertex_normals(base.vertices, model.triangles)
+  return adam_phase.minimize(
+      setting, (raw, jnp.zeros(model.num_vertices), reflectance),
+      steps=config.final_steps, optimizer=optimizer, loss=config.final_loss,
+      groups=('sh_final',), support_every=config.support_every,
+      geometry_of=lambda heights: start_geometry + heights[:, None] * normals)

@@ -20,8 +20,7 @@ paper; these choices are ours and configurable):
     240 px crop), which gives the landmark-to-photometric balance of
     Deep3DFaceRecon's weights (1.6e-3 per px^2 against 1.92);
   * corrective displacements in `length_unit_mm` (10 mm: centimetres, the
-    ICT model's own unit) inside E_smo and E_sta. docs/results.md has the
-    measurements behind this choice.
+    ICT model's own unit) inside E_smo and E_sta.
 """
 
 import dataclasses
