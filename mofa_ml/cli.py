@@ -9,6 +9,7 @@ import logging
 import sys
 
 from absl import app
+from absl import flags
 
 from mofa_ml import compilation_cache
 
@@ -68,12 +69,27 @@ def main(argv=None):
   sys.argv[0] = module.__name__
   started = []
 
+  def usage_error(message: str):
+    # absl would print the whole help before the one line that matters.
+    print(f'mofa {name}: {message}\nsee mofa {name} --help', file=sys.stderr)
+    sys.exit(2)
+
+  def parse_flags(command_argv):
+    try:
+      return flags.FLAGS(command_argv)
+    except flags.Error as e:
+      usage_error(one_line(e))
+
   def run_command(command_argv):
     started.append(True)
-    return module.main(command_argv)
+    try:
+      return module.main(command_argv)
+    except app.UsageError as e:
+      usage_error(one_line(e))
 
   try:
-    app.run(run_command, argv=[f'mofa {name}', '--verbosity=-1'] + argv[2:])
+    app.run(run_command, argv=[f'mofa {name}', '--verbosity=-1'] + argv[2:],
+            flags_parser=parse_flags)
   except SystemExit as e:
     # absl ends --help with status 1; asking for help is not a failure.
     if e.code == 1 and set(argv[2:]) & {'--help', '-h', '--helpfull',

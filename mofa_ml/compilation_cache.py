@@ -8,6 +8,8 @@ compiled programs from disk instead. The folder is
 """
 
 import os
+import sys
+import tempfile
 from typing import Optional
 
 import jax
@@ -38,14 +40,20 @@ def enable(directory: Optional[str] = None,
 
   Returns:
     The folder in use, or None where the cache is off or the folder cannot
-    be created (the commands then simply compile as usual).
+    be created or written (said in one line on stderr; the commands then
+    simply compile as usual).
   """
   directory = directory or cache_directory()
   if directory is None:
     return None
   try:
     os.makedirs(directory, exist_ok=True)
+    # JAX itself warns at length on every program it fails to store.
+    with tempfile.TemporaryFile(dir=directory):
+      pass
   except OSError:
+    print(f'mofa: compilation cache {directory} not writable; compiling '
+          'every run', file=sys.stderr)
     return None
   jax.config.update('jax_compilation_cache_dir', directory)
   jax.config.update('jax_persistent_cache_min_compile_time_secs',

@@ -97,7 +97,10 @@ def atomic_write_bytes(path: str, data: bytes, overwrite: bool = False) -> None:
 
   Raises:
     FileExistsError: `path` exists and `overwrite` is False.
+    IsADirectoryError: `path` is a folder.
   """
+  if os.path.isdir(path):  # else found only after the work, by the rename
+    raise IsADirectoryError(f'{path} is a folder, not a file')
   if os.path.exists(path) and not overwrite:
     raise FileExistsError(f'{path} exists; pass --overwrite to replace it')
   directory = os.path.dirname(os.path.abspath(path))
@@ -116,12 +119,40 @@ def atomic_write_bytes(path: str, data: bytes, overwrite: bool = False) -> None:
     raise
 
 
+def _image_format(path: str) -> str:
+  extension = os.path.splitext(path)[1].lower().lstrip('.') or 'png'
+  return {'jpg': 'JPEG', 'jpeg': 'JPEG'}.get(extension, extension.upper())
+
+
+def check_image_target(path: str, overwrite: bool = False) -> None:
+  """Refuses, before any work, a path `save_image` could not write.
+
+  Raises:
+    FileExistsError: `path` exists and not `overwrite`.
+    ValueError: `path` is a folder, lies under a file, or has a suffix
+      that names no image type Pillow writes.
+  """
+  if os.path.isdir(path) or path.endswith(os.sep) or not path:
+    raise ValueError(f'{path or "(empty)"} is a folder; name an image file, '
+                     'e.g. face.png')
+  if os.path.exists(path) and not overwrite:
+    raise FileExistsError(f'{path} exists; pass --overwrite to replace it')
+  PIL.Image.init()
+  if _image_format(path) not in PIL.Image.SAVE:
+    raise ValueError(f'{path}: cannot write images of type '
+                     f'{os.path.splitext(path)[1]} (use .png or .jpg)')
+  parent = os.path.dirname(os.path.abspath(path))
+  while not os.path.exists(parent):
+    parent = os.path.dirname(parent)
+  if not os.path.isdir(parent):
+    raise ValueError(f'{path}: {parent} is a file, not a folder')
+
+
 def save_image(path: str, image: np.ndarray, overwrite: bool = False) -> None:
   """Saves an (H, W, 3) or (H, W) image atomically; format from the suffix."""
   buffer = io.BytesIO()
   extension = os.path.splitext(path)[1].lower().lstrip('.') or 'png'
-  image_format = {'jpg': 'JPEG', 'jpeg': 'JPEG'}.get(extension,
-                                                    extension.upper())
+  image_format = _image_format(path)
   try:
     PIL.Image.fromarray(to_uint8(image)).save(buffer, format=image_format)
   except (KeyError, ValueError) as e:

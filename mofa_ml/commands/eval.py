@@ -18,9 +18,12 @@ import os
 from absl import app
 from absl import flags
 import jax
+import numpy as np
 import tqdm
 
+from mofa_ml import cli
 from mofa_ml.commands import common
+from mofa_ml.data import input_pipeline
 from mofa_ml.evaluation import evaluate
 from mofa_ml.evaluation import report
 from mofa_ml.export import meshes
@@ -45,6 +48,63 @@ def _fail(message: str):
   raise SystemExit(f'mofa eval: {message}')
 
 
+def _check_output(output: str, overwrite: bool):
+  """Refuses, before any work, an --output the results cannot go to."""
+  if os.path.lexists(output) and not os.path.isdir(output):
+    _fail(f'--output {output} is a file; name a folder')
+  parent = output
+  while not os.path.lexists(parent):
+    parent = os.path.dirname(parent)
+  if not os.path.isdir(parent):
+    _fail(f'--output {output}: {parent} is a file, not a folder')
+  if not os.access(parent, os.W_OK):
+    _fail(f'--output {output}: {parent} is not writable')
+  existing = [name for name in report.REPORT_FILES
+              if os.path.exists(os.path.join(output, name))]
+  if existing and not overwrite:
+    _fail(f'{os.path.join(output, existing[0])} exists; pass --overwrite to '
+          'replace it')
+
+
+def _load_split(name: str, split: str, data_dir, batch_size: int):
+  """(count, batches) of the split, its first and last records read.
+
+  A damaged dataset (its dataset_info.json, a truncated record file) makes
+  TFDS, protobuf or grain raise anything; each ends here in one line.
+  """
+  where = f'dataset {name} ({split}' + (f' in {data_dir})' if data_dir
+                                         else ')')
+  try:
+    source = input_pipeline.load_source(name, split, data_dir)
+    count = len(source)
+    for index in sorted({0, count - 1} if count else ()):
+      source[index]  # pylint: disable=pointless-statement
+  except ValueError as e:
+    _fail(str(e))
+  except Exception as e:  # pylint: disable=broad-except
+    _fail(f'{where} cannot be read: {cli.one_line(e)[:300]}')
+  if not count:
+    _fail(f'{where} is empty')
+  return count, _numeric_batches(
+      input_pipeline.evaluation_batches(source, batch_size), where)
+
+
+def _numeric_batches(batches, where: str):
+  """The batches without text fields (`mofa prepare`'s 'source' path),
+  which the metrics would try to read as numbers; a record that cannot be
+  read is a ValueError naming the dataset."""
+  while True:
+    try:
+      batch = next(batches)
+    except StopIteration:
+      return
+    except Exception as e:  # pylint: disable=broad-except
+      raise ValueError(f'{where}: a record cannot be read: '
+                       f'{cli.one_line(e)[:300]}') from None
+    yield {key: value for key, value in batch.items()
+           if np.asarray(value).dtype.kind in 'biuf'}
+
+
 def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f'unexpected arguments: {" ".join(argv[1:])}')
@@ -52,22 +112,20 @@ def main(argv):
                                  _RECONSTRUCTION.fit_solver.value)
   if _BATCH.value < 1 or (_LIMIT.value is not None and _LIMIT.value < 1):
     raise app.UsageError('--batch_size and --limit must be positive')
+  if not _OUTPUT.value.strip():
+    raise app.UsageError('--output is empty; name a folder')
   output = os.path.abspath(_OUTPUT.value)
-  existing = [name for name in report.REPORT_FILES
-              if os.path.exists(os.path.join(output, name))]
-  if existing and not _OVERWRITE.value:
-    _fail(f'{os.path.join(output, existing[0])} exists; pass --overwrite to '
-          'replace it')
+  _check_output(output, _OVERWRITE.value)
   checkpoint = _RECONSTRUCTION.checkpoint.value
   fitting = _RECONSTRUCTION.fit.value or not checkpoint
   try:
     method = evaluate.select_method(checkpoint,
                                     fit_config if fitting else None,
                                     _FACE_MODEL.value)
-    count, batches = evaluate.load_split(_DATASET.value, _SPLIT.value,
-                                         _DATA_DIR.value, _BATCH.value)
   except (ValueError, FileNotFoundError) as e:
     _fail(str(e))
+  count, batches = _load_split(_DATASET.value, _SPLIT.value, _DATA_DIR.value,
+                               _BATCH.value)
   total = count if _LIMIT.value is None else min(count, _LIMIT.value)
   bar = tqdm.tqdm(total=total, unit='image', desc='eval')
   try:
@@ -85,8 +143,8 @@ def main(argv):
   title = _TITLE.value or (f'{method.mode} on {_DATASET.value} '
                            f'({_SPLIT.value})')
   files = report.report_files(method.model, per_image, info, title)
-  os.makedirs(output, exist_ok=True)
   try:
+    os.makedirs(output, exist_ok=True)
     meshes.write_files(output, files, overwrite=_OVERWRITE.value)
   except (FileExistsError, OSError) as e:
     _fail(str(e))

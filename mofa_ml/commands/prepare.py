@@ -2,7 +2,7 @@
 
     mofa prepare --input=~/data/celeba/img_align_celeba --output=~/data/celeba_mofa \
         --name=celeba
-    mofa train --config=experiments/configs/paper_stage1.py \
+    mofa train --config=paper_stage1 \
         --config.dataset=mofa_faces/celeba \
         --config.data_dir=~/data/celeba_mofa/tfds --workdir=runs/stage1
 
@@ -58,6 +58,18 @@ def main(argv):
   if not 0 <= part_index < part_count:
     raise app.UsageError(f'--part must be i/n with 0 <= i < n, got '
                          f'{_PART.value}')
+  for flag in (_FRAME_STEP, _SHARD_SIZE, _WORKERS):
+    if flag.value < 1:
+      raise app.UsageError(f'--{flag.name} must be at least 1, got '
+                           f'{flag.value}')
+  if not 0.0 <= _VALIDATION.value < 1.0:
+    raise app.UsageError('--validation_fraction must be at least 0 and '
+                         f'below 1, got {_VALIDATION.value}')
+  if not _OUTPUT.value.strip():
+    raise app.UsageError('--output is empty; name a folder')
+  if not all(entry.strip() for entry in _INPUT.value):
+    raise app.UsageError('--input is empty; name a photo, folder, video or '
+                         'list')
   options = prepare.PrepareOptions(
       name=_NAME.value, frame_step=_FRAME_STEP.value,
       shard_size=_SHARD_SIZE.value, validation_fraction=_VALIDATION.value,
@@ -67,7 +79,7 @@ def main(argv):
       part_count=part_count)
   try:
     report = prepare.prepare(_INPUT.value, _OUTPUT.value, options)
-  except (ValueError, ImportError) as e:
+  except (ValueError, ImportError, OSError) as e:
     raise SystemExit(f'mofa prepare: {e}') from None
   if report['dataset'] is None:
     print(f'part {_PART.value} done; {report["shards_missing"]} of '

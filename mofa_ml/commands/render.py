@@ -34,6 +34,7 @@ _SEED = flags.DEFINE_integer(
     'random_seed', None, 'Draw identity, expression and reflectance from '
     'the prior with this seed instead of rendering the mean face.')
 _FACE_MODEL = common.define_face_model_flag()
+MIN_SIZE, MAX_SIZE = 16, 2048
 
 
 def studio_light() -> jnp.ndarray:
@@ -51,7 +52,24 @@ def main(argv):
   try:
     yaws = [math.radians(float(value)) for value in _YAW.value]
   except ValueError:
-    raise app.UsageError(f'--yaw_degrees must be numbers, got {_YAW.value}')
+    yaws = []
+  if not yaws or not all(math.isfinite(yaw) for yaw in yaws):
+    raise app.UsageError('--yaw_degrees must be numbers, got '
+                         f'{",".join(_YAW.value) or "nothing"}')
+  if not math.isfinite(_PITCH.value):
+    raise app.UsageError('--pitch_degrees must be a number')
+  if not MIN_SIZE <= _SIZE.value <= MAX_SIZE:
+    # Rendering holds several float buffers per pixel and panel: 5000 px
+    # took 6.5 GB.
+    raise app.UsageError(f'--image_size must be {MIN_SIZE} to {MAX_SIZE} '
+                         f'pixels, got {_SIZE.value}')
+  if _SEED.value is not None and not 0 <= _SEED.value < 2**63:
+    raise app.UsageError('--random_seed must be 0 to 2**63 - 1, got '
+                         f'{_SEED.value}')
+  try:  # before the rendering, which takes seconds
+    image_io.check_image_target(_OUTPUT.value, _OVERWRITE.value)
+  except (FileExistsError, ValueError) as e:
+    raise SystemExit(f'mofa render: {e}') from None
   try:
     model = fm.load_face_model(_FACE_MODEL.value)
   except (ValueError, FileNotFoundError) as e:

@@ -6,7 +6,10 @@ read by `input_pipeline.load_source` like the synthetic corpus. Users do not
 call it directly: `mofa prepare` runs both steps.
 """
 
+import contextlib
 import glob
+import io
+import logging
 import os
 
 import numpy as np
@@ -16,6 +19,30 @@ from mofa_ml.data import crop
 from mofa_ml.facemodel import landmarks as lm
 
 SHARD_PATTERN = 'shard-*.npz'
+# What TFDS says, as warnings, about every dataset it builds or opens.
+ROUTINE_TFDS_WARNINGS = ('has no dataset_info.json',
+                         'Using custom data configuration')
+
+
+class _DropRoutine(logging.Filter):
+
+  def filter(self, record: logging.LogRecord) -> bool:
+    return not any(text in record.getMessage()
+                   for text in ROUTINE_TFDS_WARNINGS)
+
+
+@contextlib.contextmanager
+def quiet_tfds():
+  """Without TFDS's routine warnings and its 'Downloading and preparing'
+  lines (stdout): a successful `mofa prepare` prints only its own."""
+  routine = _DropRoutine()
+  logger = logging.getLogger('absl')  # where absl.logging (TFDS's) goes
+  logger.addFilter(routine)
+  try:
+    with contextlib.redirect_stdout(io.StringIO()):
+      yield
+  finally:
+    logger.removeFilter(routine)
 
 
 def training_features(size: int):
@@ -83,3 +110,13 @@ class MofaFaces(tfds.core.GeneratorBasedBuilder):
               'source': str(shard['source'][index]),
               'frame': int(shard['frame'][index]),
           }
+
+
+def build(data_dir: str, name: str, shard_dir: str):
+  """Builds `mofa_faces/<name>` in `data_dir` from the shards, quietly."""
+  with quiet_tfds():
+    builder = MofaFaces(data_dir=data_dir,
+                        config=tfds.core.BuilderConfig(name=name))
+    if not builder.is_prepared():
+      builder.download_and_prepare(
+          download_config=tfds.download.DownloadConfig(manual_dir=shard_dir))

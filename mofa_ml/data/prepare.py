@@ -31,11 +31,16 @@ from mofa_ml import image_io
 from mofa_ml.data import crop
 from mofa_ml.data import detection
 from mofa_ml.data import faces_dataset
+from mofa_ml.data import inputs as inputs_lib
 from mofa_ml.facemodel import landmarks as lm
 
-IMAGE_EXTENSIONS = ('.jpg', '.jpeg', '.png', '.ppm', '.pgm', '.bmp', '.webp',
-                    '.tif', '.tiff')
-VIDEO_EXTENSIONS = ('.mp4', '.avi', '.mov', '.mkv', '.webm', '.m4v')
+IMAGE_EXTENSIONS = inputs_lib.IMAGE_EXTENSIONS
+VIDEO_EXTENSIONS = inputs_lib.VIDEO_EXTENSIONS
+Item = inputs_lib.Item
+list_inputs = inputs_lib.list_inputs
+# A photo narrower than this cannot show a face of `min_eye_distance_px`
+# (and makes OpenCV's resizing fail outright).
+MIN_PHOTO_SIDE = 32
 
 
 @dataclasses.dataclass(frozen=True)
@@ -70,71 +75,6 @@ class PrepareOptions:
   part_count: int = 1
 
 
-@dataclasses.dataclass(frozen=True)
-class Item:
-  """One photo, or one frame of a video (frame >= 0)."""
-  source: str
-  frame: int = -1
-
-  @property
-  def label(self) -> str:
-    return self.source if self.frame < 0 else f'{self.source}#{self.frame}'
-
-
-def list_inputs(inputs: List[str], frame_step: int) -> Tuple[List[Item],
-                                                             List[str]]:
-  """Expands folders, lists and videos into items.
-
-  Returns:
-    items in a fixed order, and problems (missing paths, unreadable videos).
-  """
-  import cv2  # pylint: disable=g-import-not-at-top
-  items, problems = [], []
-
-  def add_file(path):
-    extension = os.path.splitext(path)[1].lower()
-    if extension in VIDEO_EXTENSIONS:
-      capture = cv2.VideoCapture(path)
-      count = int(capture.get(cv2.CAP_PROP_FRAME_COUNT))
-      capture.release()
-      if count <= 0:
-        problems.append(f'{path}: unreadable video')
-        return
-      items.extend(Item(path, frame) for frame in
-                   range(0, count, max(1, frame_step)))
-    elif extension == '.txt':
-      try:
-        with open(path, encoding='utf-8') as f:
-          listed = [line.strip() for line in f if line.strip()]
-      except (OSError, UnicodeDecodeError) as e:
-        problems.append(f'{path}: not a readable UTF-8 list of files ({e})')
-        return
-      base = os.path.dirname(os.path.abspath(path))
-      for entry in listed:
-        entry = entry if os.path.isabs(entry) else os.path.join(base, entry)
-        if os.path.isfile(entry):
-          add_file(entry)
-        else:
-          problems.append(f'{entry}: listed in {path} but not found')
-    else:
-      items.append(Item(path))
-
-  for path in inputs:
-    path = os.path.abspath(path)
-    if os.path.isdir(path):
-      found = sorted(
-          p for p in glob.glob(os.path.join(path, '**', '*'), recursive=True)
-          if os.path.isfile(p) and os.path.splitext(p)[1].lower() in
-          IMAGE_EXTENSIONS + VIDEO_EXTENSIONS)
-      for file in found:
-        add_file(file)
-    elif os.path.isfile(path):
-      add_file(path)
-    else:
-      problems.append(f'{path}: not found')
-  return items, problems
-
-
 def read_item(item: Item) -> np.ndarray:
   """The item's pixels, (H, W, 3) uint8. Raises ValueError if unreadable."""
   if item.frame < 0:
@@ -159,13 +99,36 @@ def read_annotation(path: str) -> Optional[np.ndarray]:
     return lm.read_pts(stem + '.pts')
   if os.path.isfile(stem + '.ljson'):
     with open(stem + '.ljson', encoding='utf-8') as f:
-      data = json.load(f)
-    points = np.asarray(data['landmarks']['points'], np.float32)
+      try:
+        data = json.load(f)
+        points = np.asarray(data['landmarks']['points'], np.float32)
+      except (KeyError, TypeError, ValueError) as e:
+        raise ValueError(f'{stem}.ljson: not a menpo landmark file with '
+                         f'landmarks.points ({type(e).__name__}: {e})'
+                         ) from None
     if points.shape != (lm.NUM_LANDMARKS, 2):
       raise ValueError(f'{stem}.ljson: expected 68 points, got '
                        f'{points.shape}')
     return points[:, ::-1].copy()
   return None
+
+
+def check_landmarks(points: np.ndarray, image: np.ndarray, where: str):
+  """Refuses landmarks no crop can be made of.
+
+  Raises:
+    ValueError: not finite, all on a line or a point, or outside the photo.
+  """
+  if not np.all(np.isfinite(points)):
+    raise ValueError(f'{where}: landmarks are not finite numbers')
+  low, high = points.min(axis=0), points.max(axis=0)
+  if np.any(high - low < 1.0):
+    raise ValueError(f'{where}: degenerate landmarks (they span '
+                     f'{high[0] - low[0]:.1f} x {high[1] - low[1]:.1f} px)')
+  height, width = image.shape[:2]
+  if high[0] < 0 or high[1] < 0 or low[0] > width or low[1] > height:
+    raise ValueError(f'{where}: landmarks lie outside the '
+                     f'{width} x {height} px photo')
 
 
 def validation_share(item: Item, fraction: float) -> bool:
@@ -178,8 +141,17 @@ def faces_of(item: Item, image: np.ndarray,
              landmarker: Optional[detection.FaceLandmarker],
              options: PrepareOptions
              ) -> Tuple[List[Tuple[np.ndarray, np.ndarray]], str]:
-  """Accepted (landmarks, confidence) pairs of an item, or a reject reason."""
-  annotated = read_annotation(item.source) if item.frame < 0 else None
+  """Accepted (landmarks, confidence) pairs of an item, or a reject
+  reason (a photo too small, an annotation beside it that is unusable)."""
+  height, width = image.shape[:2]
+  if min(height, width) < MIN_PHOTO_SIDE:
+    return [], f'too small to hold a face ({width} x {height} px)'
+  try:
+    annotated = read_annotation(item.source) if item.frame < 0 else None
+    if annotated is not None:
+      check_landmarks(annotated, image, item.label)
+  except (ValueError, OSError) as e:
+    return [], f'bad annotation ({e})'
   if annotated is not None:
     return [(annotated, np.ones(lm.NUM_LANDMARKS, np.float32))], ''
   detections = landmarker.detect(image)
@@ -199,6 +171,16 @@ def faces_of(item: Item, image: np.ndarray,
   return kept, reason
 
 
+def _crop_row(image: np.ndarray, points: np.ndarray,
+              confidence: np.ndarray) -> Dict[str, np.ndarray]:
+  transform = crop.crop_transform(points)
+  return {'image': crop.warp_crop(image, transform),
+          'landmarks': crop.apply_transform(transform, points).astype(
+              np.float32),
+          'landmark_confidence': confidence.astype(np.float32),
+          'crop_transform': transform}
+
+
 def _process_shard(items: List[Item], landmarker, options: PrepareOptions
                    ) -> Tuple[Dict[str, np.ndarray], Dict[str, str]]:
   rows = {key: [] for key in ('image', 'landmarks', 'landmark_confidence',
@@ -207,22 +189,26 @@ def _process_shard(items: List[Item], landmarker, options: PrepareOptions
   for item in items:
     try:
       image = read_item(item)
-      faces, reason = faces_of(item, image, landmarker, options)
     except (ValueError, OSError) as e:
       rejects[item.label] = f'unreadable ({e})'
+      continue
+    try:
+      faces, reason = faces_of(item, image, landmarker, options)
+      crops = [_crop_row(image, points, confidence)
+               for points, confidence in faces]
+    except Exception as e:  # pylint: disable=broad-except
+      # One photo, whatever else is wrong with it (a shape OpenCV refuses),
+      # costs its own entry in the report, not the run.
+      rejects[item.label] = f'failed ({type(e).__name__}: {e})'
       continue
     if not faces:
       rejects[item.label] = reason
       continue
     split = ('validation' if validation_share(item, options.validation_fraction)
              else 'train')
-    for points, confidence in faces:
-      transform = crop.crop_transform(points)
-      rows['image'].append(crop.warp_crop(image, transform))
-      rows['landmarks'].append(
-          crop.apply_transform(transform, points).astype(np.float32))
-      rows['landmark_confidence'].append(confidence.astype(np.float32))
-      rows['crop_transform'].append(transform)
+    for row in crops:
+      for key, value in row.items():
+        rows[key].append(value)
       rows['source'].append(item.source)
       rows['frame'].append(item.frame)
       rows['split'].append(split)
@@ -279,6 +265,8 @@ def prepare(inputs: List[str], output: str, options: PrepareOptions,
     raise ValueError('no images or videos found in ' + ', '.join(inputs) +
                      (f' ({"; ".join(problems)})' if problems else ''))
   output = os.path.abspath(output)
+  if os.path.lexists(output) and not os.path.isdir(output):
+    raise ValueError(f'--output {output} is a file; name a folder')
   for path in inputs:
     if os.path.commonpath([os.path.abspath(path), output]) == os.path.abspath(
         path) and os.path.isdir(path):
@@ -289,8 +277,13 @@ def prepare(inputs: List[str], output: str, options: PrepareOptions,
   manifest_path = os.path.join(output, 'manifest.json')
   digest = _manifest_digest(items, options)
   if os.path.isfile(manifest_path):
-    with open(manifest_path, encoding='utf-8') as f:
-      manifest = json.load(f)
+    try:
+      with open(manifest_path, encoding='utf-8') as f:
+        manifest = json.load(f)
+      manifest['digest']  # pylint: disable=pointless-statement
+    except (ValueError, KeyError, TypeError) as e:
+      raise ValueError(f'{manifest_path} is damaged ({type(e).__name__}: '
+                       f'{e}); use a new --output folder') from None
     if manifest['digest'] != digest:
       raise ValueError(f'{output} holds a preparation of other inputs or '
                        'options; use a new --output folder')
@@ -329,7 +322,6 @@ def prepare(inputs: List[str], output: str, options: PrepareOptions,
 def build_dataset(output: str, options: PrepareOptions,
                   problems: List[str]) -> Dict[str, object]:
   """Shards -> TFDS `mofa_faces/<name>` in `<output>/tfds`; the report."""
-  import tensorflow_datasets as tfds  # pylint: disable=g-import-not-at-top
   shard_dir = os.path.join(output, 'shards')
   counts = {'train': 0, 'validation': 0}
   reasons: Dict[str, int] = {}
@@ -359,10 +351,5 @@ def build_dataset(output: str, options: PrepareOptions,
                               if len(problems) > 3 else [])
     raise ValueError('no face was accepted (' + '; '.join(causes or [
         'no input']) + f'); every reject is listed in {report_path}')
-  builder = faces_dataset.MofaFaces(
-      data_dir=os.path.join(output, 'tfds'),
-      config=tfds.core.BuilderConfig(name=options.name))
-  if not builder.is_prepared():
-    builder.download_and_prepare(download_config=tfds.download.DownloadConfig(
-        manual_dir=shard_dir))
+  faces_dataset.build(os.path.join(output, 'tfds'), options.name, shard_dir)
   return report
