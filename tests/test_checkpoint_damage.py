@@ -136,3 +136,15 @@ def test_a_foreign_folder_is_not_called_damaged(tmp_path):
   with pytest.raises(ValueError, match=r'7 is not a mofa_ml checkpoint '
                      r'\(it holds params, not state and meta\)'):
     checkpoints.read_meta(checkpoints.manager(str(tmp_path), read_only=True))
+
+
+def test_resuming_sets_aside_the_damaged_steps_after_the_restored_one(
+    tmp_path):
+  from mofa_ml.learning import train  # pylint: disable=g-import-not-at-top
+  folder = _workdir(tmp_path, steps=(3, 5, 7)) / 'checkpoints'
+  _remove(folder / '5' / 'commit_success.txt')  # not even listed by orbax
+  _truncate(folder / '7' / BIG)
+  manager = checkpoints.manager(str(folder))
+  train._set_aside_steps_after(manager, 3)  # pylint: disable=protected-access
+  assert sorted(os.listdir(folder)) == ['3', '5.damaged', '7.damaged']
+  assert manager.all_steps() == [3]

@@ -18,6 +18,7 @@ from mofa_ml import samples
 from mofa_ml.data import crop
 from mofa_ml.data import detection
 from mofa_ml.data import input_pipeline
+from mofa_ml.data import inputs
 from mofa_ml.data import prepare
 from mofa_ml.data import synthetic
 from mofa_ml import metrics
@@ -226,7 +227,7 @@ def test_prepare_samples_video_frames(tmp_path, landmarker):
     writer.write(cv2.cvtColor(np.roll(takeo, shift, axis=1),
                               cv2.COLOR_RGB2BGR))
   writer.release()
-  items, problems = prepare.list_inputs([path], frame_step=4)
+  items, problems = inputs.list_inputs([path], frame_step=4)
   assert [item.frame for item in items] == [0, 4, 8] and not problems
   report = prepare.prepare([path], str(tmp_path / 'out'),
                            prepare.PrepareOptions(name='clip', frame_step=4,

@@ -176,7 +176,7 @@ def test_a_damaged_manifest_is_named(photos, tmp_path):
 def test_thin_images_never_reach_opencv():
   from mofa_ml.data import prepare  # pylint: disable=g-import-not-at-top
   image = np.zeros((1, 20000, 3), np.uint8)
-  faces, reason = prepare.faces_of(prepare.Item('thin.png'), image, None,
+  faces, reason = prepare.faces_of(inputs.Item('thin.png'), image, None,
                                    prepare.PrepareOptions())
   assert faces == [] and reason == 'too small to hold a face (20000 x 1 px)'
 
@@ -193,8 +193,8 @@ def test_an_unexpected_error_costs_one_item(photos, monkeypatch):
     return crop_row(*args)
 
   monkeypatch.setattr(prepare, '_crop_row', failing_once)
-  items = [prepare.Item(str(photos / 'a.jpg')),
-           prepare.Item(str(photos / 'b.webp'))]
+  items = [inputs.Item(str(photos / 'a.jpg')),
+           inputs.Item(str(photos / 'b.webp'))]
   arrays, rejects = prepare._process_shard(  # pylint: disable=protected-access
       items, None, prepare.PrepareOptions())
   assert rejects == {str(photos / 'a.jpg'):

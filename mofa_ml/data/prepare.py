@@ -34,10 +34,6 @@ from mofa_ml.data import faces_dataset
 from mofa_ml.data import inputs as inputs_lib
 from mofa_ml.facemodel import landmarks as lm
 
-IMAGE_EXTENSIONS = inputs_lib.IMAGE_EXTENSIONS
-VIDEO_EXTENSIONS = inputs_lib.VIDEO_EXTENSIONS
-Item = inputs_lib.Item
-list_inputs = inputs_lib.list_inputs
 # A photo narrower than this cannot show a face of `min_eye_distance_px`
 # (and makes OpenCV's resizing fail outright).
 MIN_PHOTO_SIDE = 32
@@ -75,7 +71,7 @@ class PrepareOptions:
   part_count: int = 1
 
 
-def read_item(item: Item) -> np.ndarray:
+def read_item(item: inputs_lib.Item) -> np.ndarray:
   """The item's pixels, (H, W, 3) uint8. Raises ValueError if unreadable."""
   if item.frame < 0:
     return image_io.load_photo(item.source)
@@ -131,13 +127,13 @@ def check_landmarks(points: np.ndarray, image: np.ndarray, where: str):
                      f'{width} x {height} px photo')
 
 
-def validation_share(item: Item, fraction: float) -> bool:
+def validation_share(item: inputs_lib.Item, fraction: float) -> bool:
   """Deterministic split by a hash of the source (frames of one video stay
   together)."""
   return zlib.crc32(item.source.encode()) % 10_000 < fraction * 10_000
 
 
-def faces_of(item: Item, image: np.ndarray,
+def faces_of(item: inputs_lib.Item, image: np.ndarray,
              landmarker: Optional[detection.FaceLandmarker],
              options: PrepareOptions
              ) -> Tuple[List[Tuple[np.ndarray, np.ndarray]], str]:
@@ -181,7 +177,8 @@ def _crop_row(image: np.ndarray, points: np.ndarray,
           'crop_transform': transform}
 
 
-def _process_shard(items: List[Item], landmarker, options: PrepareOptions
+def _process_shard(items: List[inputs_lib.Item], landmarker,
+                   options: PrepareOptions
                    ) -> Tuple[Dict[str, np.ndarray], Dict[str, str]]:
   rows = {key: [] for key in ('image', 'landmarks', 'landmark_confidence',
                               'crop_transform', 'source', 'frame', 'split')}
@@ -238,7 +235,8 @@ def _write_shard(job, landmarker=None) -> int:
   return len(chunk)
 
 
-def _manifest_digest(items: List[Item], options: PrepareOptions) -> str:
+def _manifest_digest(items: List[inputs_lib.Item],
+                     options: PrepareOptions) -> str:
   digest = hashlib.sha256()
   for item in items:
     digest.update(item.label.encode() + b'\0')
@@ -260,7 +258,7 @@ def prepare(inputs: List[str], output: str, options: PrepareOptions,
     ValueError: no inputs found, or `output` holds a run over other inputs.
   """
   import tqdm  # pylint: disable=g-import-not-at-top
-  items, problems = list_inputs(inputs, options.frame_step)
+  items, problems = inputs_lib.list_inputs(inputs, options.frame_step)
   if not items:
     raise ValueError('no images or videos found in ' + ', '.join(inputs) +
                      (f' ({"; ".join(problems)})' if problems else ''))

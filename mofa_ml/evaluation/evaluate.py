@@ -206,8 +206,10 @@ def evaluate(model: fm.FaceModel, intrinsics: camera.Intrinsics,
       break
     count = len(batch['image']) if limit is None else min(
         len(batch['image']), limit - done)
+    # Prepared photo sets also carry text fields (the source path).
     inputs = {key: jnp.asarray(value[:count], jnp.float32)
-              for key, value in batch.items()}
+              for key, value in batch.items()
+              if np.asarray(value).dtype.kind in 'biuf'}
     inputs['image'] = inputs['image'] / 255.0
     images, landmarks = inputs['image'], inputs['landmarks']
     if images.shape not in compiled:  # compile outside the timing

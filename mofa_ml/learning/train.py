@@ -235,6 +235,7 @@ def _initial_state(trainer: Trainer, config: ml_collections.ConfigDict,
   """(state, stage index): resumed, from `init_checkpoint`, or new."""
   if manager.latest_step() is not None:
     state, meta = trainer.restore(manager)
+    _set_aside_steps_after(manager, int(state.step))
     tqdm.tqdm.write(f'resumed from step {int(state.step)} '
                     f'(stage {meta["stage"] + 1}) in {workdir}')
     return state, meta['stage']
@@ -250,6 +251,25 @@ def _initial_state(trainer: Trainer, config: ml_collections.ConfigDict,
   else:
     params = trainer.setup.init_params(jax.random.PRNGKey(config.seed))
   return trainer.new_state(params, stage_index, 0), stage_index
+
+
+def _set_aside_steps_after(manager, step: int):
+  """Renames the damaged steps newer than the restored one to
+  '<step>.damaged' (restoring fell back past them), so that the run can
+  save those steps again and the damaged files stay for inspection."""
+  # The folder, not `all_steps()`: a step without its commit marker is not
+  # listed, yet its folder would still block saving that step.
+  directory = str(manager.directory)
+  newer = sorted(int(name) for name in os.listdir(directory)
+                 if name.isdigit() and int(name) > step)
+  if not newer or jax.process_index() != 0:
+    return
+  for damaged in newer:
+    folder = os.path.join(directory, str(damaged))
+    os.rename(folder, folder + '.damaged')
+    tqdm.tqdm.write(f'set aside damaged checkpoint step {damaged} as '
+                    f'{folder}.damaged')
+  manager.reload()
 
 
 def _truncate_metrics(path: str, step: int):

@@ -23,18 +23,18 @@ import numpy as np
 from mofa_ml import image_io
 from mofa_ml import samples
 from mofa_ml.data import crop
-from mofa_ml.data import prepare
+from mofa_ml.data import inputs as inputs_lib
+from mofa_ml.export import animation
+from mofa_ml.export import meshes
+from mofa_ml.export import outputs
 from mofa_ml.facemodel import arkit
 from mofa_ml.facemodel import face_model as fm
+from mofa_ml.fitting import blendshape_fit
+from mofa_ml.fitting import fit
+from mofa_ml.fitting import visibility
 from mofa_ml.learning import objective
 from mofa_ml.learning import regressor as regressor_lib
-from mofa_ml.export import animation
-from mofa_ml.fitting import blendshape_fit
-from mofa_ml.export import meshes
-from mofa_ml.fitting import fit
-from mofa_ml.export import outputs
 from mofa_ml.reconstruction import video as video_lib
-from mofa_ml.fitting import visibility
 from mofa_ml.rendering import camera
 
 
@@ -176,7 +176,7 @@ def resolve_inputs(entries: Sequence[str]) -> Inputs:
   (`photos/a/face.jpg` from `--input=photos` -> `a/face`), else its stem;
   names that would collide are made unique (`_unique_names`).
   """
-  jobs, errors = [], []
+  jobs, errors, seen = [], [], set()
   bundled = samples.sample_faces()
   for entry in entries:
     if entry.startswith('sample:'):
@@ -187,16 +187,19 @@ def resolve_inputs(entries: Sequence[str]) -> Inputs:
       else:
         jobs.append(Job(bundled[name].image_path, name, False))
       continue
-    items, problems = prepare.list_inputs([entry], frame_step=1)
+    items, problems = inputs_lib.list_inputs([entry], frame_step=1)
     errors += [problem.replace(': not found', ': file not found')
                for problem in problems]
     root = os.path.abspath(entry) if os.path.isdir(entry) else None
     for item in items:
       relative = (os.path.relpath(item.source, root) if root else
                   os.path.basename(item.source))
-      job = Job(item.source, os.path.splitext(relative)[0], item.frame >= 0)
-      if all(existing.source != job.source for existing in jobs):
-        jobs.append(job)
+      # The same file named by two inputs (or through a link) is done once.
+      key = inputs_lib.file_key(item.source)
+      if key not in seen:
+        seen.add(key)
+        jobs.append(Job(item.source, os.path.splitext(relative)[0],
+                        item.frame >= 0))
   return Inputs(_unique_names(jobs), errors)
 
 
