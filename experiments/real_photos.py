@@ -1,0 +1,201 @@
+"""The benchmark's photos and one face's reconstruction, scored in 2D.
+
+Photo sets (each item: an image path, (68, 2) 0-based pixel truth, |yaw|):
+  * aflw2000: AFLW2000-3D's `pt3d_68` (rows x, y, z; Matlab's 1-based
+    pixels, so 1 is subtracted), |yaw| from `Pose_Para` (pitch, yaw, roll in
+    radians first).
+  * 300w: iBUG `.pts` (1-based, `landmarks.read_pts`).
+  * bundled: the package's sample photos (`mofa_ml.samples`).
+Without pose parameters, |yaw| comes from the truth itself
+(`yaw_from_landmarks`).
+
+`reconstruct_largest` is one face of `mofa reconstruct --faces=largest`:
+the detector's largest face, then `Reconstructor.reconstruct_face` (crop,
+fit, reflectance trust); the meshes are the ones `export/outputs.py` writes
+(`levels.surfaces`), the projected landmarks those of reconstruction.json
+(`outputs.description`'s sliding jaw contour), for either level.
+"""
+
+import glob
+import os
+from typing import Dict, List, NamedTuple, Optional
+
+import jax.numpy as jnp
+import numpy as np
+import scipy.io
+
+from mofa_ml import samples
+from mofa_ml.facemodel import landmarks as lm
+from mofa_ml.facemodel import levels
+from mofa_ml.rendering import camera
+
+from experiments import real_scoring
+
+YAW_BINS = ((0.0, 30.0), (30.0, 60.0), (60.0, 90.0))
+
+
+class Photo(NamedTuple):
+  set: str
+  name: str
+  path: str
+  truth: np.ndarray  # (68, 2) 0-based pixels
+  yaw_degrees: float  # |yaw|
+
+
+def yaw_from_landmarks(truth: np.ndarray, model_points: np.ndarray) -> float:
+  """|yaw| (degrees) of a face from its (68, 2) 2D points.
+
+  The affine camera that best maps the model's 3D landmarks onto the 51
+  inner points (the jaw outline is a silhouette, not fixed points) gives
+  the image's x and y axes in the model frame; orthonormalised, their cross
+  product is the rotation's third row, whose x component is -sin(yaw) for
+  `camera.euler_to_rotation`'s Rz Ry Rx.
+
+  Args:
+    truth: (68, 2) pixels.
+    model_points: (68, 3) the mean face's landmark vertices, model frame.
+  """
+  inner = list(lm.FIXED)
+  source = np.concatenate([model_points[inner], np.ones((len(inner), 1))],
+                          axis=1)
+  affine, *_ = np.linalg.lstsq(source, truth[inner], rcond=None)
+  x_row, y_row = affine[:3].T
+  x_row = x_row / np.linalg.norm(x_row)
+  y_row = y_row - (y_row @ x_row) * x_row
+  y_row /= np.linalg.norm(y_row)
+  return float(np.degrees(np.arcsin(min(1.0, abs(np.cross(x_row,
+                                                          y_row)[0])))))
+
+
+def yaw_bin(yaw_degrees: float) -> str:
+  for low, high in YAW_BINS:
+    if low <= abs(yaw_degrees) < high or (high == 90.0 and
+                                          abs(yaw_degrees) >= 90.0):
+      return f'{low:.0f}-{high:.0f}'
+  raise ValueError(yaw_degrees)
+
+
+def load_photos(data: str, model_points: np.ndarray,
+                sets=('aflw2000', '300w', 'bundled'),
+                limit: Optional[int] = None) -> List[Photo]:
+  """The photo sets' items, sorted by name within a set; `limit` per set."""
+  photos = []
+  if 'aflw2000' in sets:
+    items = []
+    for path in sorted(glob.glob(os.path.join(data, 'photos', 'aflw2000',
+                                              '*.jpg'))):
+      mat = scipy.io.loadmat(os.path.splitext(path)[0] + '.mat')
+      truth = np.asarray(mat['pt3d_68'], np.float64)[:2].T - 1.0
+      yaw = (abs(float(np.degrees(mat['Pose_Para'][0, 1])))
+             if 'Pose_Para' in mat else yaw_from_landmarks(truth,
+                                                           model_points))
+      items.append(Photo('aflw2000', os.path.basename(path), path, truth, yaw))
+    photos += items[:limit]
+  if '300w' in sets:
+    items = []
+    for path in sorted(glob.glob(os.path.join(data, 'photos', '300w',
+                                              '*.png'))):
+      truth = lm.read_pts(os.path.splitext(path)[0] + '.pts').astype(
+          np.float64)
+      items.append(Photo('300w', os.path.basename(path), path, truth,
+                         yaw_from_landmarks(truth, model_points)))
+    photos += items[:limit]
+  if 'bundled' in sets:
+    items = []
+    for name, sample in samples.sample_faces().items():
+      truth = lm.read_pts(sample.landmarks_path).astype(np.float64)
+      items.append(Photo('bundled', name, sample.image_path, truth,
+                         yaw_from_landmarks(truth, model_points)))
+    photos += items[:limit]
+  return photos
+
+
+class Fitted(NamedTuple):
+  """One face reconstructed as `mofa reconstruct` does.
+
+  Attributes:
+    detected: (68, 2) the detector's landmarks, pixels.
+    vertices: {'mean': mean face, 'base', 'final'}: (N, 3) model frame, mm.
+    landmarks_2d: same keys: (68, 2) projected landmarks, photo pixels
+      (the mean face at the fitted pose).
+    seconds: reconstruction time (crop + fit + reflectance trust).
+    identity: (N, 3) the fitted identity alone (expression 0), mm.
+  """
+  detected: np.ndarray
+  vertices: Dict[str, np.ndarray]
+  landmarks_2d: Dict[str, np.ndarray]
+  seconds: float
+  identity: np.ndarray
+
+
+def project_at(model, params, photo_camera, vertices, detected
+               ) -> np.ndarray:
+  """(68, 2) photo pixels of `vertices` at the pose of `params`, with the
+  landmark vertices `outputs.description` uses (jaw sliding along the
+  rays of the (68, 2) `detected` points)."""
+  points = camera.rigid_transform(
+      jnp.asarray(vertices, jnp.float32),
+      camera.pose_rotation(params.rotation), params.translation)
+  indices = levels.landmark_vertex_indices(
+      model, points, jnp.asarray(detected, jnp.float32), photo_camera)
+  return np.asarray(camera.project(points, photo_camera)[indices],
+                    np.float64)
+
+
+def projected_landmarks(model, reconstructor, face, vertices) -> np.ndarray:
+  """`project_at` of one photo reconstruction (`outputs.Reconstruction`)."""
+  return project_at(model, face.params, camera.photo_intrinsics(
+      reconstructor.intrinsics, face.crop_transform), vertices,
+                    face.landmarks_photo)
+
+
+def reconstruct_largest(model, reconstructor, landmarker,
+                        image: np.ndarray) -> Optional[Fitted]:
+  """The largest detected face reconstructed; None if none is found."""
+  detections = landmarker.detect(image)
+  if not detections:
+    return None
+  found = detections[0]
+  face = reconstructor.reconstruct_face(image, found.landmarks,
+                                        found.point_confidence)
+  base, final = levels.surfaces(model, face.params, face.geometry_offsets,
+                                face.reflectance_offsets)
+  vertices = {'mean': np.asarray(model.mean_shape, np.float64),
+              'base': np.asarray(base.vertices, np.float64),
+              'final': np.asarray(final.vertices, np.float64)}
+  marks = {key: projected_landmarks(model, reconstructor, face, value)
+           for key, value in vertices.items()}
+  identity = model.geometry(face.params.shape,
+                            jnp.zeros_like(face.params.expression))
+  return Fitted(np.asarray(found.landmarks, np.float64), vertices, marks,
+                face.seconds, np.asarray(identity, np.float64))
+
+
+METHODS = ('detector', 'mean', 'base', 'final')
+
+
+def landmark_errors(fitted: Fitted, truth: np.ndarray,
+                    points=tuple(range(68))) -> Dict[str, float]:
+  """{method: NME over `points`, normalised by their truth's box}."""
+  points = list(points)
+  errors = {'detector': real_scoring.nme(fitted.detected[points],
+                                         truth[points])}
+  for key in ('mean', 'base', 'final'):
+    errors[key] = real_scoring.nme(fitted.landmarks_2d[key][points],
+                                   truth[points])
+  return errors
+
+
+def evaluate_photo(model, reconstructor, landmarker, photo: Photo,
+                   image: np.ndarray) -> Dict:
+  """JSON-ready row of one photo."""
+  fitted = reconstruct_largest(model, reconstructor, landmarker, image)
+  row = {'set': photo.set, 'name': photo.name,
+         'yaw_degrees': round(photo.yaw_degrees, 2),
+         'yaw_bin': yaw_bin(photo.yaw_degrees),
+         'box_px': round(real_scoring.box_size(photo.truth), 2),
+         'found': fitted is not None}
+  if fitted is not None:
+    row['nme'] = landmark_errors(fitted, photo.truth)
+    row['seconds'] = fitted.seconds
+  return row

@@ -1,0 +1,188 @@
+"""Summary and markdown tables of the real-data benchmark (`real.py`)."""
+
+import collections
+from typing import Dict, List
+
+import numpy as np
+
+from experiments import real_photos
+
+_METHODS = real_photos.METHODS
+_LABELS = {'detector': 'detector', 'mean': 'mean face', 'base': 'base',
+           'final': 'final'}
+
+
+def _mean(values):
+  values = [v for v in values if v is not None]
+  return float(np.mean(values)) if values else None
+
+
+def _scan_group(rows: List[Dict]) -> Dict:
+  found = [r for r in rows if r['found']]
+  group = {'renders': len(rows), 'found': len(found)}
+  group['nme'] = {m: _mean([r['nme'][m] for r in found]) for m in _METHODS}
+  group['mm'] = {'mean_face': dict(rows[0]['mean_face_mm'])}
+  for level in ('base', 'final'):
+    group['mm'][level] = {
+        stat: _mean([r['mm'][level][stat] for r in found])
+        for stat in ('mean_mm', 'median_mm')}
+  group['seconds'] = _mean([r['seconds'] for r in found])
+  return group
+
+
+def _photo_group(rows: List[Dict]) -> Dict:
+  found = [r for r in rows if r['found']]
+  return {'photos': len(rows), 'not_found': len(rows) - len(found),
+          'nme': {m: _mean([r['nme'][m] for r in found]) for m in _METHODS},
+          'seconds': _mean([r['seconds'] for r in found])}
+
+
+def _grouped(rows, key, summarise):
+  groups = collections.OrderedDict()
+  for row in rows:
+    groups.setdefault(key(row), []).append(row)
+  return {name: summarise(members) for name, members in groups.items()}
+
+
+def summarise(results: Dict) -> Dict:
+  """Means per scan and yaw, per scan and condition, per photo set and
+  yaw bin; seconds per reconstruction."""
+  renders, photos = results['scan_renders'], results['photos']
+  seconds = [r['seconds'] for r in renders + photos if r['found']]
+  return {
+      'scan_by_yaw': _grouped(renders, lambda r: f'{r["scan"]} {r["yaw"]:g}',
+                              _scan_group),
+      'scan_by_condition': _grouped(
+          renders, lambda r: f'{r["scan"]} {r["light"]}/{r["background"]}',
+          _scan_group),
+      'scan_all': _grouped(renders, lambda r: r['scan'], _scan_group),
+      'photos_by_yaw': _grouped(
+          sorted(photos, key=lambda r: (r['set'], r['yaw_bin'])),
+          lambda r: f'{r["set"]} {r["yaw_bin"]}', _photo_group),
+      'photos_all_by_yaw': _grouped(
+          sorted(photos, key=lambda r: r['yaw_bin']),
+          lambda r: f'all {r["yaw_bin"]}', _photo_group),
+      'seconds_per_reconstruction': {
+          'mean': _mean(seconds),
+          'median': float(np.median(seconds)) if seconds else None,
+          'count': len(seconds)},
+  }
+
+
+def _f(value, digits=3):
+  return '-' if value is None else f'{value:.{digits}f}'
+
+
+def _scan_table(groups: Dict, title: str) -> List[str]:
+  lines = [f'| {title} | found | NME detector | NME mean face | NME base '
+           '| NME final | mean face mm (mean / median) | base mm | final mm '
+           '| s / face |', '|---' * 10 + '|']
+  for name, g in groups.items():
+    mm = g['mm']
+    pair = lambda x: f'{_f(x["mean_mm"], 2)} / {_f(x["median_mm"], 2)}'
+    lines.append(
+        f'| {name} | {g["found"]}/{g["renders"]} | ' +
+        ' | '.join(_f(g['nme'][m]) for m in _METHODS) +
+        f' | {pair(mm["mean_face"])} | {pair(mm["base"])} | '
+        f'{pair(mm["final"])} | {_f(g["seconds"], 1)} |')
+  return lines
+
+
+def _photo_table(groups: Dict) -> List[str]:
+  lines = ['| set, abs(yaw) | photos | not found | NME detector | '
+           'NME mean face at fitted pose | NME base | NME final | s / face |',
+           '|---' * 8 + '|']
+  for name, g in groups.items():
+    lines.append(f'| {name} | {g["photos"]} | {g["not_found"]} | ' +
+                 ' | '.join(_f(g['nme'][m]) for m in _METHODS) +
+                 f' | {_f(g["seconds"], 1)} |')
+  return lines
+
+
+def _photo_rows(photos: List[Dict]) -> List[str]:
+  lines = ['| photo | abs(yaw) | box px | NME detector | NME mean face | '
+           'NME base | NME final |', '|---' * 7 + '|']
+  for r in photos:
+    nme = r.get('nme') or {}
+    lines.append(f'| {r["set"]}/{r["name"]} | {r["yaw_degrees"]:.1f} | '
+                 f'{r["box_px"]:.0f} | ' +
+                 (' | '.join(_f(nme.get(m)) for m in _METHODS)
+                  if r['found'] else 'not found | | |') + ' |')
+  return lines
+
+
+def _video_table(videos: Dict) -> List[str]:
+  methods = ('detector', 'video_path', 'video_path_unsmoothed',
+             'frame_by_frame')
+  lines = [
+      '## Video clips (no truth)', '',
+      'Jitter: mean second difference of the 68 points over consecutive '
+      'frames (25 fps) over sqrt(w h) of the detection box (motion plus '
+      'noise; the same motion for all). Agreement: NME of the projected '
+      'final landmarks against the detections. Identity spread: '
+      'frame-by-frame identity meshes aligned onto their mean, mean '
+      'per-vertex distance, mm (the video path shares one identity).', '',
+      '| clip | frames (found) | method | jitter | agreement NME | identity '
+      'spread mm | s / frame |', '|---' * 7 + '|']
+  for name, clip in videos.items():
+    for method in methods:
+      agreement = clip['agreement_nme'].get(method)
+      spread = clip['identity_spread_mm'].get(
+          'video_path' if method.startswith('video') else method)
+      seconds = clip['seconds_per_frame'].get(
+          'video_path' if method.startswith('video') else method)
+      lines.append(
+          f'| {name} | {clip["frames"]} ({clip["found"]}) | '
+          f'{method.replace("_", " ")} | {_f(clip["jitter"][method], 4)} | '
+          f'{_f(agreement)} | {_f(spread, 2)} | {_f(seconds, 1)} |')
+  return lines
+
+
+def markdown(results: Dict) -> str:
+  """The tables of real.md."""
+  summary = results['summary']
+  seconds = summary['seconds_per_reconstruction']
+  protocol = results['protocol']
+  lines = [
+      '## Real scans (renders), NoW-style',
+      '',
+      f'Scan-to-mesh distance (mm, {protocol["distance"]}) over the scan '
+      f'within {protocol["crop_mm"]:g} mm of the nose tip after '
+      f'{protocol["alignment"]}; the mean face is scored the same way (it '
+      'does not depend on the render). NME: 51 inner landmarks against the '
+      "scan's projected ones, over sqrt(w h) of their box. Means over the "
+      'renders whose face was found.', '']
+  units = results.get('fran_units_check')
+  lines += [
+      f'Renders: {protocol["render_px"]} px, yaw in {protocol["yaw"]}; '
+      f'lights {", ".join(protocol["lights"])}; grey and noise '
+      'backgrounds. flamefit: metres -> mm, 51 given landmarks, the mean '
+      "face's albedo transferred with painted eyes and hair. fran: no "
+      "landmarks; the detector's on its frontal render, taken back onto the "
+      'surface (so its 2D truth at yaw 0 is the detector\'s own output).']
+  if units:
+    lines[-1] += (
+        f' fran read as {units["file_units_read_as"]} (-> mm): the '
+        "similarity from the mean face's 51 landmarks to its derived ones "
+        f'has scale {units["similarity_scale_mean_face_to_scan"]:.3f}; '
+        f'outer eye corners {units["outer_eye_corners_mm"]:.1f} mm (mean '
+        f'face {units["mean_face_outer_eye_corners_mm"]:.1f} mm).')
+  lines.append('')
+  lines += _scan_table(summary['scan_all'], 'scan (all renders)') + ['']
+  lines += _scan_table(summary['scan_by_yaw'], 'scan, yaw') + ['']
+  lines += _scan_table(summary['scan_by_condition'],
+                       'scan, light/background') + ['']
+  lines += [
+      '## Real photos, 68-point NME',
+      '',
+      'NME over sqrt(w h) of the truth\'s 68-point box; means over the '
+      'photos whose face was found.', '']
+  lines += _photo_table(summary['photos_all_by_yaw']) + ['']
+  lines += _photo_table(summary['photos_by_yaw']) + ['']
+  lines += _photo_rows(results['photos']) + ['']
+  if results.get('videos'):
+    lines += _video_table(results['videos']) + ['']
+  lines.append(f'Seconds per reconstruction (crop + fit): mean '
+               f'{_f(seconds["mean"], 1)}, median {_f(seconds["median"], 1)} '
+               f'over {seconds["count"]} faces (2 shared CPU cores).')
+  return '\n'.join(lines)
