@@ -115,7 +115,6 @@ def _video_table(videos: Dict) -> List[str]:
   methods = ('detector', 'video_path', 'video_path_unsmoothed',
              'frame_by_frame')
   lines = [
-      '## Video clips (no truth)', '',
       'Jitter: mean second difference of the 68 points over consecutive '
       'frames (25 fps) over sqrt(w h) of the detection box (motion plus '
       'noise; the same motion for all). Agreement: NME of the projected '
@@ -138,14 +137,9 @@ def _video_table(videos: Dict) -> List[str]:
   return lines
 
 
-def markdown(results: Dict) -> str:
-  """The tables of real.md."""
-  summary = results['summary']
-  seconds = summary['seconds_per_reconstruction']
+def _scan_protocol(results: Dict) -> List[str]:
   protocol = results['protocol']
   lines = [
-      '## Real scans (renders), NoW-style',
-      '',
       f'Scan-to-mesh distance (mm, {protocol["distance"]}) over the scan '
       f'within {protocol["crop_mm"]:g} mm of the nose tip after '
       f'{protocol["alignment"]}; the mean face is scored the same way (it '
@@ -167,7 +161,35 @@ def markdown(results: Dict) -> str:
         f'has scale {units["similarity_scale_mean_face_to_scan"]:.3f}; '
         f'outer eye corners {units["outer_eye_corners_mm"]:.1f} mm (mean '
         f'face {units["mean_face_outer_eye_corners_mm"]:.1f} mm).')
-  lines.append('')
+  return lines + ['']
+
+
+def _seconds_line(results: Dict) -> str:
+  seconds = results['summary']['seconds_per_reconstruction']
+  return (f'Seconds per reconstruction (crop + fit): mean '
+          f'{_f(seconds["mean"], 1)}, median {_f(seconds["median"], 1)} '
+          f'over {seconds["count"]} faces (2 shared CPU cores).')
+
+
+def summary_markdown(results: Dict) -> str:
+  """The short form for docs/results.md: per scan and yaw, per photo set
+  and yaw bin, the clips (no per-photo or per-light rows)."""
+  summary = results['summary']
+  lines = _scan_protocol(results)
+  lines += _scan_table(summary['scan_all'], 'scan (all renders)') + ['']
+  lines += _scan_table(summary['scan_by_yaw'], 'scan, yaw') + ['']
+  lines += _photo_table(summary['photos_by_yaw']) + ['']
+  if results.get('videos'):
+    lines += _video_table(results['videos']) + ['']
+  lines.append(_seconds_line(results))
+  return '\n'.join(lines)
+
+
+def markdown(results: Dict) -> str:
+  """The tables of real.md."""
+  summary = results['summary']
+  lines = ['## Real scans (renders), NoW-style', '']
+  lines += _scan_protocol(results)
   lines += _scan_table(summary['scan_all'], 'scan (all renders)') + ['']
   lines += _scan_table(summary['scan_by_yaw'], 'scan, yaw') + ['']
   lines += _scan_table(summary['scan_by_condition'],
@@ -181,8 +203,7 @@ def markdown(results: Dict) -> str:
   lines += _photo_table(summary['photos_by_yaw']) + ['']
   lines += _photo_rows(results['photos']) + ['']
   if results.get('videos'):
-    lines += _video_table(results['videos']) + ['']
-  lines.append(f'Seconds per reconstruction (crop + fit): mean '
-               f'{_f(seconds["mean"], 1)}, median {_f(seconds["median"], 1)} '
-               f'over {seconds["count"]} faces (2 shared CPU cores).')
+    lines += ['## Video clips (no truth)', ''] + _video_table(
+        results['videos']) + ['']
+  lines.append(_seconds_line(results))
   return '\n'.join(lines)

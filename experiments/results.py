@@ -40,6 +40,7 @@ import jax
 
 from experiments import arkit_bench
 from experiments import photo_landmarks
+from experiments import real_report
 from experiments.research import ladder
 from mofa_ml import image_io
 from mofa_ml.configs import synthetic
@@ -289,6 +290,9 @@ def render(results: str, template: str) -> str:
       'ARKIT_TABLE': lambda: _table_of(
           results, 'arkit', 'python -m experiments.arkit_bench',
           arkit_bench.table),
+      'REAL_TABLES': lambda: _table_of(
+          results, 'real', 'python -m experiments.real --data=<realval>',
+          real_report.summary_markdown),
       'SPEED_TABLES': lambda: speed_tables(results),
       'TARGETS_TABLE': lambda: targets_table(results),
   }
