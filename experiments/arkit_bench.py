@@ -28,8 +28,6 @@ precision and recall of "active" (> 0.3) and the residual the bounds cost.
 """
 
 import io
-import json
-import os
 import time
 
 from absl import app
@@ -38,6 +36,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+import experiments
 from mofa_ml import compilation_cache
 from mofa_ml import image_io
 from mofa_ml.data import synthetic
@@ -200,19 +199,13 @@ def main(argv):
       'routes': {route: scores(truth, np.stack(rows), names)
                  for route, rows in estimates.items()},
   }
-  image_io.atomic_write_bytes(FLAGS.output,
-                              json.dumps(results, indent=1).encode(),
-                              overwrite=True)
   if FLAGS.fitted:  # to re-score conversions without fitting again
     buffer = io.BytesIO()
     np.savez(buffer, truth=truth, expression=np.stack(expressions),
              box_refine=np.stack(estimates['box_refine']))
     image_io.atomic_write_bytes(FLAGS.fitted, buffer.getvalue(),
                                 overwrite=True)
-  markdown = table(results)
-  image_io.atomic_write_bytes(os.path.splitext(FLAGS.output)[0] + '.md',
-                              (markdown + '\n').encode(), overwrite=True)
-  print(markdown)
+  experiments.write_results(FLAGS.output, results, table(results))
 
 
 def table(results: dict) -> str:

@@ -20,15 +20,14 @@ method has to be judged.
 
 import dataclasses
 import json
-import os
 
 from absl import app
 from absl import flags
 import numpy as np
 from PIL import Image
 
+import experiments
 from mofa_ml import compilation_cache
-from mofa_ml import image_io
 from mofa_ml import samples
 from mofa_ml.data import detection
 from mofa_ml import metrics
@@ -158,13 +157,7 @@ def main(argv):
     results['photos'][name] = evaluate_photo(
         model, reconstructor, finder, image, truth, FLAGS.shift_px)
     print(name, json.dumps(results['photos'][name]), flush=True)
-  image_io.atomic_write_bytes(FLAGS.output,
-                              json.dumps(results, indent=1).encode(),
-                              overwrite=True)
-  markdown = table(results)
-  image_io.atomic_write_bytes(os.path.splitext(FLAGS.output)[0] + '.md',
-                              (markdown + '\n').encode(), overwrite=True)
-  print(markdown)
+  experiments.write_results(FLAGS.output, results, table(results))
 
 
 if __name__ == '__main__':

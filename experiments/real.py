@@ -73,6 +73,7 @@ from absl import app
 from absl import flags
 import numpy as np
 
+import experiments
 from mofa_ml import compilation_cache
 from mofa_ml import image_io
 from mofa_ml.data import detection
@@ -318,12 +319,8 @@ def main(argv):
   results['summary'] = real_report.summarise(results)
   results['wall_seconds_this_run'] = round(time.time() - started, 1)
   results['rows_from_cache'] = cache.hits
-  image_io.atomic_write_bytes(FLAGS.output, json.dumps(
-      results, indent=1).encode(), overwrite=True)
-  markdown = real_report.markdown(results)
-  image_io.atomic_write_bytes(os.path.splitext(FLAGS.output)[0] + '.md',
-                              (markdown + '\n').encode(), overwrite=True)
-  print(markdown)
+  experiments.write_results(FLAGS.output, results,
+                            real_report.markdown(results))
 
 
 if __name__ == '__main__':
