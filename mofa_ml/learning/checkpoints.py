@@ -20,7 +20,7 @@ import logging
 import os
 import re
 import sys
-from typing import Any, Callable, Dict, Optional, Tuple
+from typing import Any, Callable, Dict, Optional
 
 import jax
 import ml_collections
@@ -215,17 +215,13 @@ def _sha256(path: str) -> str:
   return digest.hexdigest()
 
 
-# The state read while verifying a step without CHECKSUMS, kept for the
-# `restore_state` that follows (one slot): a checkpoint is read once.
-_verified: Dict[Tuple[str, int], Any] = {}
-
-
 def verify_step(checkpoints: ocp.CheckpointManager,
                 step: int) -> Dict[str, Any]:
   """The 'meta' item of a step, after checking the step can be read.
 
-  A step saved by `save` is checked against its CHECKSUMS; an older one is
-  read whole (its state is kept for `restore_state`).
+  A step saved by `save` is checked against its CHECKSUMS; an older one,
+  which has none, is read whole (and read again by `restore_state`: the
+  price of old checkpoints, instead of a module-level cache).
 
   Raises:
     DamagedStep: the step is damaged.
@@ -247,9 +243,7 @@ def verify_step(checkpoints: ocp.CheckpointManager,
                        ) from None
     meta['step'] = step
     if not os.path.exists(os.path.join(folder, CHECKSUMS)):
-      _verified.clear()
-      _verified[(str(checkpoints.directory), step)] = _restore(
-          checkpoints, step, None)
+      _restore(checkpoints, step, None)
   return meta
 
 
@@ -322,9 +316,6 @@ def restore_state(checkpoints: ocp.CheckpointManager, step: int,
   Raises:
     ValueError: the step is damaged (one line naming the file).
   """
-  verified = _verified.pop((str(checkpoints.directory), step), None)
-  if verified is not None and target is None:
-    return verified
   try:
     return _restore(checkpoints, step, target)
   except DamagedStep as e:
