@@ -13,9 +13,11 @@ setuptools.setup(
     license='MIT',
     python_requires='>=3.10',
     packages=setuptools.find_packages(include=['mofa_ml', 'mofa_ml.*']),
-    package_data={'mofa_ml': ['assets/*.npz', 'assets/*.txt', 'assets/faces/*']},
+    package_data={'mofa_ml': ['assets/*.npz', 'assets/*.txt', 'assets/faces/*',
+                              'assets/mediapipe/*']},
     install_requires=[
         'absl-py>=2.1',
+        'ai-edge-litert>=2.0',
         'array-record>=0.5',
         'chex>=0.1.86',
         'dlib-bin>=19.24',

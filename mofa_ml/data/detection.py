@@ -3,9 +3,10 @@
 Chosen after measuring the candidates whose weights ship inside a registry
 package (README, "Face detection"): dlib's HOG face detector (inside
 `dlib-bin`) and its 68-point shape predictor (inside
-`face-recognition-models`). MediaPipe's wheel no longer ships its face-mesh
-model and OpenCV 5 no longer ships Haar cascades, so neither works offline;
+`face-recognition-models`). OpenCV 5 no longer ships Haar cascades;
 dlib's CNN detector is as accurate here but 20-70 s per photo on a CPU.
+MediaPipe's face-mesh network adds 468 dense points on a face found here
+(`dense_landmarks`).
 
 The predictor is run twice: in the detector's box, then in a box placed
 on those landmarks as the detector places it on well-found faces, since a
