@@ -64,6 +64,7 @@ Per-face results are cached in --cache (JSON lines), so an interrupted
 run resumes where it stopped.
 """
 
+import dataclasses
 import json
 import os
 import sys
@@ -91,7 +92,7 @@ from experiments import real_video
 FLAGS = flags.FLAGS
 _INNER = list(lm.FIXED)
 # Bump when a change makes cached rows stale.
-_CACHE_VERSION = 1
+_CACHE_VERSION = 2
 
 
 def _define_flags():
@@ -113,6 +114,10 @@ def _define_flags():
                       'Per-face results (resume); empty for none.')
   flags.DEFINE_string('save_renders', None,
                       'Folder to save the scan renders into (to look at).')
+  flags.DEFINE_list('fit', [],
+                    'Fitter overrides to compare against the default, '
+                    'name=value: a FitConfig field (landmark_noise_px=0) or '
+                    'a base-loss field or weight (base_loss.photo=0.5).')
 
 
 class _Cache:
@@ -128,7 +133,7 @@ class _Cache:
             self.rows[entry['key']] = entry['row']
 
   def get(self, key, make):
-    key = f'v{_CACHE_VERSION}:{key}'
+    key = f'v{_CACHE_VERSION}:{",".join(FLAGS.fit)}:{key}'
     self.hits += key in self.rows
     if key not in self.rows:
       self.rows[key] = make()
@@ -136,6 +141,40 @@ class _Cache:
         with open(self.path, 'a') as f:
           f.write(json.dumps({'key': key, 'row': self.rows[key]}) + '\n')
     return self.rows[key]
+
+
+def fit_config(overrides) -> fit.FitConfig:
+  """The default FitConfig with `overrides` ('name=value' strings; a
+  'base_loss.' prefix names a base-loss weight or field) applied."""
+  config = fit.FitConfig()
+  loss_changes, changes = {}, {}
+  for item in overrides:
+    name, _, text = item.partition('=')
+    if not text:
+      raise ValueError(f'--fit: expected name=value, got {item!r}')
+    value = float(text)
+    if name.startswith('base_loss.'):
+      loss_changes[name[len('base_loss.'):]] = value
+    elif name in {f.name for f in dataclasses.fields(config)}:
+      current = getattr(config, name)
+      changes[name] = type(current)(value) if isinstance(
+          current, (int, float)) and not isinstance(current, bool) else value
+    else:
+      raise ValueError(f'--fit: {name!r} is no FitConfig field')
+  if loss_changes:
+    loss = config.base_loss
+    weights = dict(loss.weights)
+    fields = {}
+    for name, value in loss_changes.items():
+      if name in weights:
+        weights[name] = value
+      elif hasattr(loss, name):
+        fields[name] = value
+      else:
+        raise ValueError(f'--fit: base_loss has no {name!r}')
+    changes['base_loss'] = dataclasses.replace(
+        loss, weights=tuple(sorted(weights.items())), **fields)
+  return dataclasses.replace(config, **changes)
 
 
 def _log(line):
@@ -213,11 +252,28 @@ def prepare_scans(model, landmarker, data, names):
 
 def run_scans(model, reconstructor, landmarker, scans, cache):
   rows = []
+  triangles = np.asarray(model.triangles)
   for name, scan in scans.items():
-    crop = scan.vertices[real_scoring.crop_scan(scan.vertices,
-                                                scan.nose_tip)]
+    inside = real_scoring.crop_scan(scan.vertices, scan.nose_tip)
+    crop = scan.vertices[inside]
+    crop_albedo = real_scans.vertex_albedo(scan)[inside]
     mean_score = cache.get(f'{name}:mean_face', lambda: _score(
         model, scan, crop, np.asarray(model.mean_shape, np.float64)))
+
+    def scored(vertices, reflectance):
+      """(distance summary, `albedo_errors`): one alignment for both."""
+      score = real_scoring.score_against_scan(
+          crop, scan.landmarks, vertices, triangles,
+          _model_inner(model, vertices))
+      return score.summary(), real_scoring.albedo_errors(
+          crop, crop_albedo, score.similarity, vertices, triangles,
+          reflectance)
+
+    # Baseline: the mean reflectance on the mean face, aligned as its
+    # distances are (`mean_score`).
+    mean_albedo = cache.get(f'{name}:mean_face_albedo', lambda: scored(
+        np.asarray(model.mean_shape, np.float64),
+        np.asarray(model.mean_reflectance, np.float64))[1])
     for yaw in [float(y) for y in FLAGS.yaws]:
       for light in FLAGS.lights:
         for background in FLAGS.backgrounds:
@@ -238,13 +294,19 @@ def run_scans(model, reconstructor, landmarker, scans, cache):
             truth[_INNER] = render.landmarks_2d
             row['nme'] = real_photos.landmark_errors(fitted, truth, _INNER)
             row['seconds'] = fitted.seconds
-            row['mm'] = {level: _score(model, scan, crop,
-                                       fitted.vertices[level])
+            per_level = {level: scored(fitted.vertices[level],
+                                       fitted.reflectance[level])
                          for level in ('base', 'final')}
+            row['mm'] = {level: mm for level, (mm, _) in per_level.items()}
+            row['albedo'] = {level: errors
+                             for level, (_, errors) in per_level.items()}
+            row.update(real_photos.appearance(model, reconstructor, fitted,
+                                              render.image))
             return row
 
           row = dict(cache.get(key, make), scan=name, yaw=yaw, light=light,
-                     background=background, mean_face_mm=mean_score)
+                     background=background, mean_face_mm=mean_score,
+                     mean_face_albedo=mean_albedo)
           rows.append(row)
           _log(f'{key}: ' + (json.dumps({k: row[k] for k in ('nme', 'mm')})
                              if row['found'] else 'no face found'))
@@ -291,7 +353,8 @@ def main(argv):
   compilation_cache.enable()
   started = time.time()
   model = fm.load_face_model()
-  reconstructor = reconstruct.Reconstructor(model, None, fit.FitConfig())
+  reconstructor = reconstruct.Reconstructor(model, None,
+                                            fit_config(FLAGS.fit))
   reconstructor.rig = None  # animation outputs only (module docstring)
   landmarker = detection.FaceLandmarker()
   cache = _Cache(FLAGS.cache)
@@ -300,6 +363,7 @@ def main(argv):
   _log(f'scans ready: {json.dumps(facts)}')
   results = {
       'command': ' '.join(['python -m experiments.real'] + sys.argv[1:]),
+      'fit_overrides': FLAGS.fit,
       'protocol': {'crop_mm': real_scoring.CROP_MM,
                    'distance': 'scan point to mesh, exact point-to-triangle',
                    'alignment': '51-landmark similarity, then similarity '

@@ -78,9 +78,10 @@ def cylindrical_uv(vertices: np.ndarray) -> np.ndarray:
 
 def bake_texture(uv: np.ndarray, triangles: np.ndarray, colours: np.ndarray,
                  size: int = 1024) -> np.ndarray:
-  """Rasterizes per-vertex colours into a (size, size, 3) texture image;
-  texels outside the mesh take their nearest mesh texel (no dark seams)."""
-  import cv2  # pylint: disable=g-import-not-at-top
+  """Rasterizes per-vertex colours into a (size, size, 3) texture image in
+  [0, 1]; texels outside the mesh take a smooth fill of the colours near
+  them (`fill_uncovered`: no dark seams when a viewer filters across the
+  islands' edges, no streaks)."""
   screen = np.stack([uv[:, 0] * (size - 1), (1 - uv[:, 1]) * (size - 1),
                      np.ones(len(uv))], axis=1)
   fragments = raster.render(jnp.asarray(screen, jnp.float32),
@@ -88,14 +89,48 @@ def bake_texture(uv: np.ndarray, triangles: np.ndarray, colours: np.ndarray,
   texture = np.asarray(raster.interpolate(
       jnp.asarray(colours, jnp.float32), jnp.asarray(triangles), fragments))
   covered = np.asarray(fragments.triangle) >= 0
-  _, nearest = cv2.distanceTransformWithLabels(
+  return np.clip(fill_uncovered(texture, covered, band=max(2, size // 128)),
+                 0.0, 1.0)
+
+
+def fill_uncovered(image: np.ndarray, covered: np.ndarray,
+                   band: int = 4) -> np.ndarray:
+  """(H, W, C) `image` whose texels outside the (H, W) bool `covered` are
+  filled: within `band` texels of the mesh by their nearest covered texel
+  (so that filtering across an island's edge meets the edge's colour),
+  beyond fading over three bands into a push-pull fill, the mask-weighted mean over ever larger
+  neighbourhoods, which turns smoothly to the islands' mean colour far away
+  (a nearest-texel fill all the way draws radial streaks). Covered texels
+  are unchanged."""
+  import cv2  # pylint: disable=g-import-not-at-top
+  distance, nearest = cv2.distanceTransformWithLabels(
       (~covered).astype(np.uint8), cv2.DIST_L2, 5,
       labelType=cv2.DIST_LABEL_PIXEL)
   rows, cols = np.nonzero(covered)
   label_to_pixel = np.zeros((nearest.max() + 1, 2), np.int64)
   label_to_pixel[nearest[rows, cols]] = np.stack([rows, cols], 1)
   source = label_to_pixel[nearest]
-  return np.clip(texture[source[..., 0], source[..., 1]], 0.0, 1.0)
+  image = np.asarray(image, np.float32)[source[..., 0], source[..., 1]]
+  known = distance <= band
+  weight = known.astype(np.float32)
+  levels = [(image * weight[..., None], weight)]
+  while min(levels[-1][1].shape) > 1:
+    colour, mass = levels[-1]
+    levels.append((cv2.pyrDown(colour), cv2.pyrDown(mass)))
+  colour, mass = levels[-1]
+  filled = colour / np.maximum(mass, 1e-8)[..., None]
+  for colour, mass in reversed(levels[:-1]):
+    up = cv2.resize(filled, (mass.shape[1], mass.shape[0]),
+                    interpolation=cv2.INTER_LINEAR).reshape(colour.shape)
+    # Where this level is covered its own mean is used, else the coarser
+    # fill, in proportion.
+    share = np.clip(mass, 0.0, 1.0)[..., None]
+    own = colour / np.maximum(mass, 1e-8)[..., None]
+    filled = share * own + (1.0 - share) * up
+  # From the band's edge the fill takes over over three more bands (no
+  # step where the two meet).
+  fade = np.clip((distance - band) / (3.0 * band), 0.0, 1.0)[..., None]
+  return (1.0 - fade) * image + fade * filled
 
 
 def textured_obj_files(stem: str, vertices: np.ndarray, triangles: np.ndarray,

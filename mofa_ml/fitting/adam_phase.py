@@ -15,6 +15,7 @@ import optax
 
 from mofa_ml.facemodel import face_model as fm
 from mofa_ml.facemodel import layout as layout_lib
+from mofa_ml.fitting import appearance_prior
 from mofa_ml.fitting import least_squares
 from mofa_ml.learning import objective
 from mofa_ml.rendering import camera
@@ -31,12 +32,16 @@ class Setting(NamedTuple):
     intrinsics: the crop's camera.
     layout, scaling: of the normalised parameter vector (`fit.fit_layout`).
     problem: the face's photo and landmarks.
+    light_colour_prior, reflectance_bound: weights of the appearance priors
+      (`appearance_prior`; 0: off).
   """
   model: fm.FaceModel
   intrinsics: camera.Intrinsics
   layout: layout_lib.ParameterLayout
   scaling: layout_lib.ParameterScaling
   problem: least_squares.Problem
+  light_colour_prior: float = 0.0
+  reflectance_bound: float = 0.0
 
 
 def terms(setting: Setting, loss: objective.LossConfig,
@@ -44,12 +49,32 @@ def terms(setting: Setting, loss: objective.LossConfig,
           reflectance_offsets: jax.Array,
           support=None) -> Dict[str, jax.Array]:
   """`objective.face_objective` of the face at an estimate (a fixed key:
-  the random skin partners stay the same over the fit)."""
+  the random skin partners stay the same over the fit), with the dense
+  landmarks' term ('dense', base level) where the problem has them and the
+  appearance priors ('light_colour', 'reflectance_bound') where weighted."""
   problem = setting.problem
-  return objective.face_objective(
+  result = objective.face_objective(
       setting.model, setting.intrinsics, loss, params, geometry_offsets,
       reflectance_offsets, problem.image, problem.landmarks,
       problem.confidence, jax.random.PRNGKey(0), support)
+  extra = {}
+  if problem.dense is not None:
+    extra['dense'] = least_squares.dense_term(
+        least_squares.dense_residual(setting.model, setting.intrinsics,
+                                     params, problem.dense),
+        problem.dense.weight, loss.landmark_unit_px)
+  if setting.light_colour_prior:
+    extra['light_colour'] = setting.light_colour_prior * sum(
+        appearance_prior.light_colour_energy(light)
+        for light in (params.sh_base, params.sh_final) if light is not None)
+  if setting.reflectance_bound:
+    extra['reflectance_bound'] = (
+        setting.reflectance_bound * appearance_prior.reflectance_bound_energy(
+            setting.model.reflectance(params.reflectance) +
+            reflectance_offsets))
+  result.update(extra)
+  result['total'] = result['total'] + sum(extra.values())
+  return result
 
 
 def decaying_adam(learning_rate: float, steps: int,

@@ -149,6 +149,13 @@ class FitConfig:
   # (chosen on validation renders with the detector's landmarks); 0: fixed
   # weight.
   landmark_noise_px: float = 1.5
+  # The dense landmarks' term (`least_squares.DenseTargets`) relative to
+  # the 68-point term: both are means over their points.
+  dense_weight: float = 1.0
+  # The appearance priors (`appearance_prior`): the lights' colour pulled
+  # towards white, the final reflectance towards [0, 1]; 0: off.
+  light_colour_prior: float = 0.0
+  reflectance_bound: float = 0.0
 
   def __post_init__(self):
     if self.base_solver not in BASE_STEPS:
@@ -157,6 +164,9 @@ class FitConfig:
     if self.base_solver == 'adam' and self.corrective_harmonics:
       raise ValueError('corrective_harmonics are solved by gauss_newton '
                        'only; use corrective_harmonics=0 with adam')
+    for name in ('dense_weight', 'light_colour_prior', 'reflectance_bound'):
+      if getattr(self, name) < 0:
+        raise ValueError(f'{name} is 0 or more, not {getattr(self, name)}')
     if self.corrective_rms_mm <= 0:
       raise ValueError(f'corrective_rms_mm is positive, not '
                        f'{self.corrective_rms_mm}')
@@ -221,7 +231,9 @@ def fit_layout(model: fm.FaceModel) -> layout_lib.ParameterLayout:
 def fit_face(model: fm.FaceModel, intrinsics: camera.Intrinsics,
              image: jax.Array, landmarks: jax.Array, confidence: jax.Array,
              config: FitConfig = FitConfig(),
-             initial: Optional[network.Prediction] = None) -> FitResult:
+             initial: Optional[network.Prediction] = None,
+             dense: Optional[least_squares.DenseTargets] = None
+             ) -> FitResult:
   """Fits one face in a crop.
 
   Args:
@@ -233,14 +245,18 @@ def fit_face(model: fm.FaceModel, intrinsics: camera.Intrinsics,
     config: steps and rates.
     initial: an unbatched regressor Prediction to start from, or None for
       the mean face.
+    dense: dense landmarks in the crop (their weights times
+      `config.dense_weight`), or None.
 
   Returns:
     FitResult.
   """
   scaling = layout_lib.parameter_scaling(model, fit_layout(model))
+  if dense is not None:
+    dense = dense._replace(weight=dense.weight * config.dense_weight)
   return _fit(model, scaling, intrinsics,
-              least_squares.Problem(image, landmarks, confidence), config,
-              initial)
+              least_squares.Problem(image, landmarks, confidence, dense),
+              config, initial)
 
 
 @functools.partial(jax.jit, static_argnames=('config',))
@@ -250,7 +266,8 @@ def _fit(model: fm.FaceModel, scaling: layout_lib.ParameterScaling,
          initial: Optional[network.Prediction]) -> FitResult:
   """`fit_face`'s start and phases, compiled together."""
   setting = adam_phase.Setting(model, intrinsics, fit_layout(model),
-                               scaling, problem)
+                               scaling, problem, config.light_colour_prior,
+                               config.reflectance_bound)
   variables = _start(setting, initial)
   raw, geometry, reflectance = variables
   start_terms = adam_phase.terms(setting, config.final_loss,
@@ -317,7 +334,8 @@ def _levenberg_marquardt_base(setting: adam_phase.Setting, config: FitConfig,
       fixed_identity=config.fixed_identity,
       irls_epsilon=config.irls_epsilon,
       sample_size=config.hessian_vertices,
-      landmark_noise_px=config.landmark_noise_px)
+      landmark_noise_px=config.landmark_noise_px,
+      light_colour_prior=config.light_colour_prior)
   smooth = joint_raw[shapes:shapes + count] * joint.shape_sigma[shapes:]
   geometry = geometry + jnp.einsum('k,knd->nd', smooth,
                                    joint.shape_basis[shapes:])

@@ -20,6 +20,7 @@ import numpy as np
 from mofa_ml.facemodel import face_model as fm
 from mofa_ml.facemodel import layout as layout_lib
 from mofa_ml.facemodel import levels
+from mofa_ml.fitting import appearance_prior
 from mofa_ml.fitting import least_squares
 from mofa_ml.learning import losses
 from mofa_ml.learning import objective
@@ -86,7 +87,8 @@ def solve(model: fm.FaceModel, intrinsics: camera.Intrinsics,
           schedule: Sequence[ContinuationStage],
           fixed_identity: bool = False, irls_epsilon: float = 1e-3,
           sample_size: int = 1024,
-          landmark_noise_px: float = 0.0) -> jax.Array:
+          landmark_noise_px: float = 0.0,
+          light_colour_prior: float = 0.0) -> jax.Array:
   """Levenberg-Marquardt iterations on the base parameters (jit-able).
 
   Args:
@@ -103,6 +105,8 @@ def solve(model: fm.FaceModel, intrinsics: camera.Intrinsics,
       (`least_squares.rows`).
     landmark_noise_px: the photometric stages' `losses.landmark_noise_weight`
       (0: the landmark term keeps its weight).
+    light_colour_prior: weight of `appearance_prior.light_colour_energy` on
+      the base light.
 
   Returns:
     (size,) the fitted raw parameters.
@@ -112,14 +116,29 @@ def solve(model: fm.FaceModel, intrinsics: camera.Intrinsics,
   key = jax.random.PRNGKey(0)
   prior = jnp.asarray(least_squares.prior_weights(layout, loss))
 
-  def cost(raw, support, prior_scale, confidence):
+  def light_colour(raw):
+    return light_colour_prior * appearance_prior.light_colour_energy(
+        scaling.params(layout, raw).sh_base)
+
+  # Quadratic in the light: its half Hessian is exact and constant.
+  light_hessian = 0.5 * jax.hessian(light_colour)(jnp.zeros_like(raw))
+
+  def cost(raw, support, prior_scale, confidence, dense_weight):
     """The exact objective under a fixed support (which compares no colours
-    in the landmark stage), the prior times `prior_scale`."""
+    in the landmark stage), the prior times `prior_scale`, plus the dense
+    landmarks' term under `dense_weight`."""
+    params = scaling.params(layout, raw)
     terms = objective.face_objective(
-        model, intrinsics, loss, scaling.params(layout, raw), zeros, zeros,
-        problem.image, problem.landmarks, confidence, key, support)
+        model, intrinsics, loss, params, zeros, zeros, problem.image,
+        problem.landmarks, confidence, key, support)
+    if problem.dense is not None:
+      terms['total'] += least_squares.dense_term(
+          least_squares.dense_residual(model, intrinsics, params,
+                                       problem.dense),
+          dense_weight, loss.landmark_unit_px)
     # The objective's prior terms equal sum prior * raw^2 (normalised units).
-    return terms['total'] + (prior_scale - 1.0) * jnp.sum(prior * raw**2)
+    return (terms['total'] + (prior_scale - 1.0) * jnp.sum(prior * raw**2) +
+            light_colour(raw))
 
   def geometry(raw):
     return levels.surfaces(model, scaling.params(layout, raw))[0].vertices
@@ -142,25 +161,34 @@ def solve(model: fm.FaceModel, intrinsics: camera.Intrinsics,
     residuals = least_squares.rows(
         model, intrinsics, loss, layout, scaling, problem, raw, support,
         columns, irls_epsilon, sample_size, mode_normals)
-    weight = losses.landmark_noise_weight(  # 1 in the landmark stage
+    # Each landmark term's noise weight (1 in the landmark stage).
+    weight = losses.landmark_noise_weight(
         residuals.landmark_residual, problem.confidence,
         landmark_noise_px * use_photo)
     confidence = problem.confidence * weight
+    dense_weight, dense_noise = None, 1.0
+    if problem.dense is not None:
+      dense_noise = losses.landmark_noise_weight(
+          residuals.dense_residual, problem.dense.weight,
+          landmark_noise_px * use_photo)
+      dense_weight = problem.dense.weight * dense_noise
     value, gradient = jax.value_and_grad(cost)(raw, support, prior_scale,
-                                               confidence)
+                                               confidence, dense_weight)
     # Half the gradient: the normal matrix approximates half the Hessian.
     gradient = 0.5 * gradient[columns]
     normal = least_squares.normal_matrix(
         residuals._replace(
-            landmark_weight=residuals.landmark_weight * weight),
-        prior_scale * prior[columns], use_photo)
+            landmark_weight=residuals.landmark_weight * weight,
+            dense_weight=residuals.dense_weight * dense_noise),
+        prior_scale * prior[columns], use_photo) + light_hessian[
+            np.ix_(columns, columns)]
     diagonal = jnp.diag(normal) + DIAGONAL_FLOOR
 
     def candidate(factor):
       step = jnp.linalg.solve(normal + damping * factor * jnp.diag(diagonal),
                               -gradient)
       moved = raw.at[columns].add(step)
-      value = cost(moved, support, prior_scale, confidence)
+      value = cost(moved, support, prior_scale, confidence, dense_weight)
       return moved, jnp.where(jnp.isfinite(value), value, jnp.inf)
 
     factors = jnp.asarray(DAMPING_TRIALS)

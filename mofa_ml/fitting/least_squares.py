@@ -17,7 +17,7 @@ identifies it under a directional light.
 `gauss_newton.solve` iterates on these rows.
 """
 
-from typing import NamedTuple, Sequence
+from typing import NamedTuple, Optional, Sequence
 
 import jax
 import jax.numpy as jnp
@@ -39,12 +39,64 @@ BASE_GROUPS = ('shape', 'expression', 'reflectance', 'rotation',
 GEOMETRY_GROUPS = ('shape', 'expression', 'rotation', 'translation')
 
 
+class DenseTargets(NamedTuple):
+  """Dense landmarks of one face and the mesh points they mark (a pytree).
+
+  Attributes:
+    points: (P, 2) detected positions, pixels in the crop.
+    weight: (P,) per-point weight (0: not used); the term is normalised by
+      the number of points used, as the 68-point term by its count.
+    vertices: (P, 3) int32 the corners of each point's mesh triangle.
+    barycentrics: (P, 3) float32 its barycentric coordinates there.
+  """
+  points: jax.Array
+  weight: jax.Array
+  vertices: jax.Array
+  barycentrics: jax.Array
+
+
 class Problem(NamedTuple):
   """One face's data (a pytree): image (H, W, 3) photo crop in [0, 1],
-  landmarks (68, 2) pixels, confidence (68,)."""
+  landmarks (68, 2) pixels, confidence (68,), and optional dense
+  landmarks."""
   image: jax.Array
   landmarks: jax.Array
   confidence: jax.Array
+  dense: Optional[DenseTargets] = None
+
+
+def dense_points(vertices: jax.Array, dense: DenseTargets) -> jax.Array:
+  """(P, 3) the dense landmarks' points on a mesh with (N, 3) vertices."""
+  return jnp.einsum('pj,pjd->pd', dense.barycentrics,
+                    vertices[dense.vertices])
+
+
+def dense_residual(model: fm.FaceModel, intrinsics: camera.Intrinsics,
+                   params: layout_lib.FaceParams,
+                   dense: DenseTargets) -> jax.Array:
+  """(P, 2) projected - detected dense landmarks of the base level,
+  pixels."""
+  vertices = model.geometry(params.shape, params.expression)
+  points = camera.rigid_transform(dense_points(vertices, dense),
+                                  camera.pose_rotation(params.rotation),
+                                  params.translation)
+  return camera.project(points, intrinsics) - dense.points
+
+
+def dense_row_weights(weight: jax.Array, unit_px: float) -> jax.Array:
+  """(P,) each dense residual's weight in the objective: `weight` over the
+  number of points used and the landmark unit squared (as the 68-point
+  term's confidences)."""
+  count = jnp.maximum(jnp.sum(weight > 0), 1)
+  return weight / (count * unit_px**2)
+
+
+def dense_term(residual: jax.Array, weight: jax.Array,
+               unit_px: float) -> jax.Array:
+  """() sum_i w_i ||r_i||^2 / (count unit^2): the dense landmark term of
+  (P, 2) residuals under (P,) weights."""
+  return jnp.sum(dense_row_weights(weight, unit_px) *
+                 jnp.sum(residual**2, -1))
 
 
 def free_columns(layout: layout_lib.ParameterLayout,
@@ -133,6 +185,10 @@ class Rows(NamedTuple):
     landmark_residual: (68, 2) projected - detected, pixels.
     landmark_jacobian: (136, P).
     landmark_weight: (68,) confidence / (count unit^2).
+    dense_residual: (P, 2) projected - detected dense landmarks, pixels
+      (P = 0 without them).
+    dense_jacobian: (2 P, P_free).
+    dense_weight: (P,) `dense_row_weights`.
   """
   photo_vertices: jax.Array
   photo_residual: jax.Array
@@ -141,6 +197,28 @@ class Rows(NamedTuple):
   landmark_residual: jax.Array
   landmark_jacobian: jax.Array
   landmark_weight: jax.Array
+  dense_residual: jax.Array
+  dense_jacobian: jax.Array
+  dense_weight: jax.Array
+
+
+def _projection_rows(intrinsics, layout, scaling, columns, params,
+                     positions, bases, targets):
+  """Residuals (R, 2) of points at `positions` (R, 3) (model space, mm)
+  projected minus `targets` (R, 2), and their Jacobian (2 R, P) through
+  `bases` {'shape', 'expression'}: (K, R, 3) the modes at the points."""
+
+  def project(delta_vertex, rotation, translation):
+    return camera.project(camera.rigid_transform(
+        positions + delta_vertex, camera.pose_rotation(rotation),
+        translation), intrinsics) - targets
+
+  local = (jnp.zeros(3), params.rotation, params.translation)
+  derivatives = jax.jacfwd(project, argnums=(0, 1, 2))(*local)
+  jacobian = _with_coefficients(
+      {'vertex': derivatives[0], 'rotation': derivatives[1],
+       'translation': derivatives[2]}, bases, scaling.scale, layout, columns)
+  return project(*local), jacobian
 
 
 def rows(model: fm.FaceModel, intrinsics: camera.Intrinsics,
@@ -218,26 +296,29 @@ def rows(model: fm.FaceModel, intrinsics: camera.Intrinsics,
   indices = levels.landmark_vertex_indices(model, points, problem.landmarks,
                                            intrinsics)
   landmark_count = jnp.maximum(jnp.sum(problem.confidence > 0), 1)
-
-  def marks(delta_vertex, rotation, translation):
-    return camera.project(camera.rigid_transform(
-        surface.vertices[indices] + delta_vertex,
-        camera.pose_rotation(rotation), translation),
-        intrinsics) - problem.landmarks
-
-  local = (jnp.zeros(3), params.rotation, params.translation)
-  landmark_derivatives = jax.jacfwd(marks, argnums=(0, 1, 2))(*local)
-  landmark_jacobian = _with_coefficients(
-      {'vertex': landmark_derivatives[0],
-       'rotation': landmark_derivatives[1],
-       'translation': landmark_derivatives[2]},
+  landmark_residual, landmark_jacobian = _projection_rows(
+      intrinsics, layout, scaling, columns, params,
+      surface.vertices[indices],
       {'shape': model.shape_basis[:, indices],
-       'expression': model.expression_basis[:, indices]}, scaling.scale,
-      layout, columns)
+       'expression': model.expression_basis[:, indices]},
+      problem.landmarks)
+  dense = problem.dense
+  if dense is None:
+    dense_rows = (jnp.zeros((0, 2)), jnp.zeros((0, len(columns))),
+                  jnp.zeros(0))
+  else:
+    at_points = jax.vmap(lambda basis: dense_points(basis, dense))
+    dense_rows = _projection_rows(
+        intrinsics, layout, scaling, columns, params,
+        dense_points(surface.vertices, dense),
+        {'shape': at_points(model.shape_basis),
+         'expression': at_points(model.expression_basis)},
+        dense.points) + (dense_row_weights(dense.weight,
+                                           loss.landmark_unit_px),)
   return Rows(chosen, photo_residual, photo_jacobian, photo_weight,
-              marks(*local), landmark_jacobian,
+              landmark_residual, landmark_jacobian,
               problem.confidence / (landmark_count *
-                                    loss.landmark_unit_px**2))
+                                    loss.landmark_unit_px**2), *dense_rows)
 
 
 def normal_matrix(rows: Rows, prior: jax.Array, photometric: bool):
@@ -248,9 +329,11 @@ def normal_matrix(rows: Rows, prior: jax.Array, photometric: bool):
     prior: (P,) the prior's weights of the free columns.
     photometric: include the photometric rows (static).
   """
-  weighted = rows.landmark_jacobian * jnp.sqrt(
-      jnp.repeat(rows.landmark_weight, 2))[:, None]
-  normal = jnp.diag(prior) + weighted.T @ weighted
+  normal = jnp.diag(prior)
+  for jacobian, weight in ((rows.landmark_jacobian, rows.landmark_weight),
+                           (rows.dense_jacobian, rows.dense_weight)):
+    weighted = jacobian * jnp.sqrt(jnp.repeat(weight, 2))[:, None]
+    normal = normal + weighted.T @ weighted
   if photometric:
     weighted = rows.photo_jacobian * jnp.sqrt(
         jnp.repeat(rows.photo_weight, 3))[:, None]

@@ -23,14 +23,17 @@ import numpy as np
 from mofa_ml import image_io
 from mofa_ml import samples
 from mofa_ml.data import crop
+from mofa_ml.data import dense_landmarks as dense_lib
 from mofa_ml.data import inputs as inputs_lib
 from mofa_ml.export import animation
 from mofa_ml.export import meshes
 from mofa_ml.export import outputs
 from mofa_ml.facemodel import arkit
+from mofa_ml.facemodel import dense_registration
 from mofa_ml.facemodel import face_model as fm
 from mofa_ml.fitting import blendshape_fit
 from mofa_ml.fitting import fit
+from mofa_ml.fitting import least_squares
 from mofa_ml.fitting import visibility
 from mofa_ml.learning import objective
 from mofa_ml.learning import regressor as regressor_lib
@@ -38,18 +41,28 @@ from mofa_ml.reconstruction import video as video_lib
 from mofa_ml.rendering import camera
 
 
+# The dense landmark network's face-presence probability below which its
+# points are not used (its own threshold in MediaPipe).
+MIN_DENSE_PRESENCE = 0.5
+
+
 class Reconstructor:
-  """Holds the face model, the crop camera and (optionally) a regressor."""
+  """Holds the face model, the crop camera, (optionally) a regressor and the
+  dense landmark detector."""
 
   def __init__(self, model: fm.FaceModel,
                regressor: Optional[regressor_lib.Regressor] = None,
-               fit_config: Optional[fit.FitConfig] = fit.FitConfig()):
+               fit_config: Optional[fit.FitConfig] = fit.FitConfig(),
+               dense_landmarks: bool = True):
     """
     Args:
       model: the face model.
       regressor: a trained network (`Regressor.load`), or None.
       fit_config: per-image fitting after the regressor; None to skip (only
         with a regressor).
+      dense_landmarks: fit MediaPipe's 468 points too
+        (`data.dense_landmarks`, `facemodel.dense_registration`), where
+        fitting with a positive `dense_weight`.
 
     Raises:
       ValueError: nothing to reconstruct with, or a regressor of another
@@ -67,6 +80,32 @@ class Reconstructor:
     self.intrinsics = camera.default_intrinsics(crop.CROP_SIZE)
     self.mirror = jnp.asarray(visibility.mirror_vertices(model.mean_shape))
     self.rig = arkit.load_rig(model)
+    self.dense_landmarker, self.dense_embedding = None, None
+    if (dense_landmarks and fit_config is not None and
+        fit_config.dense_weight > 0):
+      registration = dense_registration.load_dense_registration()
+      self.dense_landmarker = dense_lib.DenseLandmarker()
+      self.dense_embedding = (
+          np.asarray(model.triangles)[registration.triangles],
+          registration.barycentrics,
+          dense_registration.point_weights(registration))
+
+  def dense_targets(self, photo: np.ndarray, landmarks: np.ndarray,
+                    transform: np.ndarray
+                    ) -> Optional[least_squares.DenseTargets]:
+    """The dense landmarks of the face with these (68, 2) landmarks, in the
+    crop of `transform`; None without the detector or where it sees no
+    face."""
+    if self.dense_landmarker is None:
+      return None
+    found = self.dense_landmarker(photo, landmarks)
+    if found.presence < MIN_DENSE_PRESENCE:
+      return None
+    vertices, barycentrics, weight = self.dense_embedding
+    return least_squares.DenseTargets(
+        jnp.asarray(crop.apply_transform(transform, found.points),
+                    jnp.float32), jnp.asarray(weight, jnp.float32),
+        jnp.asarray(vertices, jnp.int32), jnp.asarray(barycentrics))
 
   def reconstruct_face(self, photo: np.ndarray, landmarks: np.ndarray,
                        confidence: np.ndarray) -> outputs.Reconstruction:
@@ -83,7 +122,8 @@ class Reconstructor:
     if self.fit_config is not None:
       result = fit.fit_face(self.model, self.intrinsics,
                             jnp.asarray(crop_image), jnp.asarray(crop_marks),
-                            jnp.asarray(confidence), self.fit_config, initial)
+                            jnp.asarray(confidence), self.fit_config, initial,
+                            self.dense_targets(photo, landmarks, transform))
       face = (result.params, result.geometry_offsets,
               result.reflectance_offsets)
       metrics = {f'start_{k}': float(result.start[k]) for k in

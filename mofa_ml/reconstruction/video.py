@@ -155,7 +155,9 @@ def reconstruct_video(reconstructor, path: str, landmarker,
                               jnp.asarray(image), jnp.asarray(marks,
                                                               jnp.float32),
                               jnp.asarray(face.point_confidence),
-                              frame_config, start)
+                              frame_config, start,
+                              reconstructor.dense_targets(
+                                  frame, face.landmarks, transform))
         previous = jax.device_get((fitted.params, previous[1], previous[2]))
       rows['landmarks'].append(face.landmarks)
       rows['crop_transforms'].append(transform)
