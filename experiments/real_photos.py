@@ -14,24 +14,34 @@ the detector's largest face, then `Reconstructor.reconstruct_face` (crop,
 fit, reflectance trust); the meshes are the ones `export/outputs.py` writes
 (`levels.surfaces`), the projected landmarks those of reconstruction.json
 (`outputs.description`'s sliding jaw contour), for either level.
+
+Appearance (`appearance`, no truth on photos): the mean absolute RGB
+difference between the photo and the fitted face drawn as overlay.png
+draws it (reflectance clipped to [0, 1], per-pixel SH shading), over the
+pixels the face covers in the fitter's own crop (the z-buffer keeps the
+visible surface only); the light's colour cast and the share of
+out-of-range reflectance (`real_scoring`).
 """
 
 import glob
 import os
-from typing import Dict, List, NamedTuple, Optional
+from typing import Any, Dict, List, NamedTuple, Optional
 
 import jax.numpy as jnp
 import numpy as np
 import scipy.io
 
 from mofa_ml import samples
+from mofa_ml.data import crop
 from mofa_ml.facemodel import landmarks as lm
 from mofa_ml.facemodel import levels
 from mofa_ml.rendering import camera
+from mofa_ml.rendering import viz
 
 from experiments import real_scoring
 
 YAW_BINS = ((0.0, 30.0), (30.0, 60.0), (60.0, 90.0))
+LEVELS = ('base', 'final')
 
 
 class Photo(NamedTuple):
@@ -120,12 +130,19 @@ class Fitted(NamedTuple):
       (the mean face at the fitted pose).
     seconds: reconstruction time (crop + fit + reflectance trust).
     identity: (N, 3) the fitted identity alone (expression 0), mm.
+    reflectance: {'base', 'final'}: (N, 3) per-vertex albedo, unclipped.
+    lights: {'base', 'final'}: (9, 3) camera-frame SH (the final level's
+      own light, or the base one when shared).
+    face: the `outputs.Reconstruction` (pose, crop transform).
   """
   detected: np.ndarray
   vertices: Dict[str, np.ndarray]
   landmarks_2d: Dict[str, np.ndarray]
   seconds: float
   identity: np.ndarray
+  reflectance: Optional[Dict[str, np.ndarray]] = None
+  lights: Optional[Dict[str, np.ndarray]] = None
+  face: Any = None
 
 
 def project_at(model, params, photo_camera, vertices, detected
@@ -168,7 +185,11 @@ def reconstruct_largest(model, reconstructor, landmarker,
   identity = model.geometry(face.params.shape,
                             jnp.zeros_like(face.params.expression))
   return Fitted(np.asarray(found.landmarks, np.float64), vertices, marks,
-                face.seconds, np.asarray(identity, np.float64))
+                face.seconds, np.asarray(identity, np.float64),
+                {'base': np.asarray(base.reflectance, np.float64),
+                 'final': np.asarray(final.reflectance, np.float64)},
+                {'base': np.asarray(base.sh, np.float64),
+                 'final': np.asarray(final.sh, np.float64)}, face)
 
 
 METHODS = ('detector', 'mean', 'base', 'final')
@@ -186,6 +207,53 @@ def landmark_errors(fitted: Fitted, truth: np.ndarray,
   return errors
 
 
+def colour_difference(model, crop_camera, face, image: np.ndarray,
+                      vertices: np.ndarray, reflectance: np.ndarray,
+                      sh: np.ndarray) -> Optional[float]:
+  """Mean |photo - rendered face| over channels and covered pixels, [0, 1].
+
+  The face is drawn as overlay.png draws it (`outputs.overlay_on_photo`:
+  reflectance clipped to [0, 1], `viz.render_shaded`), in the fitter's crop
+  of the photo (`crop_camera`, `face.crop_transform`); None when it covers
+  no pixel.
+
+  Args:
+    model: the face model (triangles).
+    crop_camera: the crop's intrinsics (`Reconstructor.intrinsics`).
+    face: `outputs.Reconstruction` (pose, crop transform).
+    image: (H, W, 3) uint8 photo.
+    vertices: (N, 3) model frame, mm; reflectance: (N, 3); sh: (9, 3).
+  """
+  size = crop.CROP_SIZE
+  photo = crop.warp_crop(image, face.crop_transform, size).astype(
+      np.float32) / 255.0
+  rendered, mask = viz.render_shaded(
+      jnp.asarray(vertices, jnp.float32),
+      jnp.clip(jnp.asarray(reflectance, jnp.float32), 0.0, 1.0),
+      model.triangles, face.params.rotation, face.params.translation,
+      jnp.asarray(sh, jnp.float32), crop_camera, size, size)
+  if not mask.any():
+    return None
+  return float(np.abs(rendered - photo)[mask].mean())
+
+
+def appearance(model, reconstructor, fitted: Fitted,
+               image: np.ndarray) -> Dict:
+  """JSON-ready appearance of one reconstruction, per level: the photo's
+  `colour_difference`, the light's colour (`real_scoring.light_colour`)
+  and the share of out-of-range reflectance."""
+  return {
+      'colour_difference': {
+          level: colour_difference(
+              model, reconstructor.intrinsics, fitted.face, image,
+              fitted.vertices[level], fitted.reflectance[level],
+              fitted.lights[level]) for level in LEVELS},
+      'light_colour': {level: real_scoring.light_colour(
+          fitted.lights[level]) for level in LEVELS},
+      'out_of_range': {level: real_scoring.out_of_range(
+          fitted.reflectance[level]) for level in LEVELS}}
+
+
 def evaluate_photo(model, reconstructor, landmarker, photo: Photo,
                    image: np.ndarray) -> Dict:
   """JSON-ready row of one photo."""
@@ -198,4 +266,5 @@ def evaluate_photo(model, reconstructor, landmarker, photo: Photo,
   if fitted is not None:
     row['nme'] = landmark_errors(fitted, photo.truth)
     row['seconds'] = fitted.seconds
+    row.update(appearance(model, reconstructor, fitted, image))
   return row

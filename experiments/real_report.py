@@ -17,6 +17,32 @@ def _mean(values):
   return float(np.mean(values)) if values else None
 
 
+def _level_means(rows: List[Dict], field: str, stat=None) -> Dict:
+  """{'base', 'final': mean of row[field][level] (its [stat] if given)
+  over the rows that have it}."""
+  means = {}
+  for level in real_photos.LEVELS:
+    values = [r.get(field, {}).get(level) for r in rows]
+    if stat is not None:
+      values = [v.get(stat) if v else None for v in values]
+    means[level] = _mean(values)
+  return means
+
+
+def _negative_dc(rows: List[Dict]) -> Dict:
+  """{'base', 'final': how many rows' lights have a DC term <= 0}."""
+  return {level: sum(bool(r.get('light_colour', {}).get(level, {}).get(
+      'negative_dc')) for r in rows) for level in real_photos.LEVELS}
+
+
+def _appearance(rows: List[Dict]) -> Dict:
+  """Means of the appearance fields over `rows` (found faces)."""
+  return {'colour_difference': _level_means(rows, 'colour_difference'),
+          'out_of_range': _level_means(rows, 'out_of_range'),
+          'light_chroma': _level_means(rows, 'light_colour', 'chroma'),
+          'negative_dc': _negative_dc(rows)}
+
+
 def _scan_group(rows: List[Dict]) -> Dict:
   found = [r for r in rows if r['found']]
   group = {'renders': len(rows), 'found': len(found)}
@@ -27,6 +53,13 @@ def _scan_group(rows: List[Dict]) -> Dict:
         stat: _mean([r['mm'][level][stat] for r in found])
         for stat in ('mean_mm', 'median_mm')}
   group['seconds'] = _mean([r['seconds'] for r in found])
+  appearance = _appearance(found)
+  mean_face = rows[0].get('mean_face_albedo') or {}
+  for stat in ('mae', 'mae_raw', 'gain_chroma'):
+    appearance[f'albedo_{stat}'] = dict(
+        mean_face=mean_face.get(stat),
+        **_level_means(found, 'albedo', stat))
+  group['appearance'] = appearance
   return group
 
 
@@ -34,7 +67,8 @@ def _photo_group(rows: List[Dict]) -> Dict:
   found = [r for r in rows if r['found']]
   return {'photos': len(rows), 'not_found': len(rows) - len(found),
           'nme': {m: _mean([r['nme'][m] for r in found]) for m in _METHODS},
-          'seconds': _mean([r['seconds'] for r in found])}
+          'seconds': _mean([r['seconds'] for r in found]),
+          'appearance': _appearance(found)}
 
 
 def _grouped(rows, key, summarise):
@@ -59,6 +93,7 @@ def summarise(results: Dict) -> Dict:
       'photos_by_yaw': _grouped(
           sorted(photos, key=lambda r: (r['set'], r['yaw_bin'])),
           lambda r: f'{r["set"]} {r["yaw_bin"]}', _photo_group),
+      'photos_by_set': _grouped(photos, lambda r: r['set'], _photo_group),
       'photos_all_by_yaw': _grouped(
           sorted(photos, key=lambda r: r['yaw_bin']),
           lambda r: f'all {r["yaw_bin"]}', _photo_group),
@@ -96,6 +131,55 @@ def _photo_table(groups: Dict) -> List[str]:
     lines.append(f'| {name} | {g["photos"]} | {g["not_found"]} | ' +
                  ' | '.join(_f(g['nme'][m]) for m in _METHODS) +
                  f' | {_f(g["seconds"], 1)} |')
+  return lines
+
+
+_APPEARANCE_NOTE = (
+    'Appearance, final level unless marked (RGB, [0, 1] units). Albedo '
+    "MAE: the fitted reflectance against the scan's true albedo at the "
+    'closest points of the geometry alignment (scan points within 10 mm '
+    'of the mesh), after one least-squares gain per channel (raw: without '
+    "it); the mean reflectance on the mean face beside it. Gain chroma: std "
+    'of log gain over RGB (0: right colour, only brightness off). Light '
+    'chroma: std of log of the SH constant term over RGB (the scene light '
+    'is white: 0); neg. DC: faces with a constant term <= 0 (no chroma '
+    'then). Out of range: share of vertices with a channel outside [0, 1]. '
+    'Colour diff.: mean |photo - rendered fit| over the pixels the face '
+    'covers in its crop.')
+
+
+def _scan_appearance_table(groups: Dict, title: str) -> List[str]:
+  lines = [f'| {title} | albedo MAE, gain fitted: mean refl. / base / '
+           'final | raw MAE final | gain chroma: mean refl. / final | '
+           'light chroma | neg. DC | out of range | colour diff. |',
+           '|---' * 8 + '|']
+  for name, g in groups.items():
+    a = g.get('appearance')
+    if not a:
+      continue
+    mae, chroma = a['albedo_mae'], a['albedo_gain_chroma']
+    lines.append(
+        f'| {name} | {_f(mae["mean_face"])} / {_f(mae["base"])} / '
+        f'{_f(mae["final"])} | {_f(a["albedo_mae_raw"]["final"])} | '
+        f'{_f(chroma["mean_face"])} / {_f(chroma["final"])} | '
+        f'{_f(a["light_chroma"]["final"])} | {a["negative_dc"]["final"]} | '
+        f'{_f(a["out_of_range"]["final"])} | '
+        f'{_f(a["colour_difference"]["final"])} |')
+  return lines
+
+
+def _photo_appearance_table(groups: Dict) -> List[str]:
+  lines = ['| set | photos found | colour diff. base / final | out of range '
+           'base / final | light chroma | neg. DC |', '|---' * 6 + '|']
+  for name, g in groups.items():
+    a = g.get('appearance')
+    if not a:
+      continue
+    pair = lambda x: f'{_f(x["base"])} / {_f(x["final"])}'
+    lines.append(
+        f'| {name} | {g["photos"] - g["not_found"]} | '
+        f'{pair(a["colour_difference"])} | {pair(a["out_of_range"])} | '
+        f'{_f(a["light_chroma"]["final"])} | {a["negative_dc"]["final"]} |')
   return lines
 
 
@@ -194,6 +278,11 @@ def markdown(results: Dict) -> str:
   lines += _scan_table(summary['scan_by_yaw'], 'scan, yaw') + ['']
   lines += _scan_table(summary['scan_by_condition'],
                        'scan, light/background') + ['']
+  lines += ['### Appearance', '', _APPEARANCE_NOTE, '']
+  lines += _scan_appearance_table(summary['scan_all'],
+                                  'scan (all renders)') + ['']
+  lines += _scan_appearance_table(summary['scan_by_yaw'], 'scan, yaw') + [
+      '']
   lines += [
       '## Real photos, 68-point NME',
       '',
@@ -201,6 +290,8 @@ def markdown(results: Dict) -> str:
       'photos whose face was found.', '']
   lines += _photo_table(summary['photos_all_by_yaw']) + ['']
   lines += _photo_table(summary['photos_by_yaw']) + ['']
+  lines += ['### Appearance', '', _APPEARANCE_NOTE, '']
+  lines += _photo_appearance_table(summary['photos_by_set']) + ['']
   lines += _photo_rows(results['photos']) + ['']
   if results.get('videos'):
     lines += ['## Video clips (no truth)', ''] + _video_table(

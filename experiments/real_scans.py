@@ -219,6 +219,15 @@ def _sample_texture(texture: np.ndarray, uv: np.ndarray) -> np.ndarray:
                    borderMode=cv2.BORDER_REPLICATE)
 
 
+def vertex_albedo(scan: Scan) -> np.ndarray:
+  """(N, 3) the albedo the renders paint at each scan vertex, [0, 1]: its
+  `albedo`, or its texture at its uv (the render's bilinear lookup)."""
+  if scan.albedo is not None:
+    return np.asarray(scan.albedo, np.float64)
+  return _sample_texture(scan.texture, scan.uv[:, None].astype(
+      np.float32))[:, 0].astype(np.float64)
+
+
 def render_scan(scan: Scan, yaw_degrees: float, light_kind: str,
                 background_kind: str, size: int = RENDER_SIZE) -> Render:
   """The scan turned by `yaw_degrees` about the vertical through its

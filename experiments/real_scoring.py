@@ -13,6 +13,15 @@ same points.
 
 Landmark NME: mean point distance over sqrt(w h) of the truth's bounding
 box (AFLW2000-3D's usual normaliser), on the points the truth has.
+
+Appearance (RGB in [0, 1] units): the fitted reflectance against the
+scan's true albedo at the same closest points the distances use
+(`albedo_errors`), raw and after one least-squares gain per channel (the
+product of albedo and light is what a photo fixes, so a brightness or
+colour scale between them is not seen; the gain's spread over the channels
+is the colour part of it); the light's colour cast (`light_colour`: the
+spread of its constant SH term over the channels, 0 for a white light);
+and the share of vertices whose reflectance leaves [0, 1] (`out_of_range`).
 """
 
 from typing import Dict, NamedTuple, Optional
@@ -29,6 +38,9 @@ CROP_MM = 95.0
 # than their spacing, which neither face mesh has (on a regular sheet this
 # finds what all triangles do: tests/test_real_benchmark.py).
 _CANDIDATES = 16
+# Albedo is compared only at scan points this close to the aligned mesh:
+# farther ones (ears, neck, scalp) are where the face model does not reach.
+ALBEDO_COVER_MM = 10.0
 
 
 def box_size(points: np.ndarray) -> float:
@@ -242,3 +254,88 @@ def score_against_scan(scan_points: np.ndarray, scan_landmarks: np.ndarray,
   return ScanScore(float(distances.mean()), float(np.median(distances)),
                    landmark_rms, float(similarity.scale), iterations,
                    distances, similarity)
+
+
+def _log_spread(values: np.ndarray) -> Optional[float]:
+  """Std over channels of log(values) (0: equal channels); None unless all
+  are positive."""
+  values = np.asarray(values, np.float64)
+  if not np.all(values > 0):
+    return None
+  return float(np.std(np.log(values)))
+
+
+def channel_gain(fitted: np.ndarray, truth: np.ndarray) -> np.ndarray:
+  """(3,) per-channel g_c minimising sum |g_c fitted - truth|^2 over the
+  (P, 3) pairs (0 for an all-zero channel)."""
+  fitted, truth = np.asarray(fitted, np.float64), np.asarray(truth,
+                                                            np.float64)
+  power = np.sum(fitted**2, axis=0)
+  return np.sum(fitted * truth, axis=0) / np.where(power > 0, power, np.inf)
+
+
+def albedo_errors(scan_points: np.ndarray, scan_albedo: np.ndarray,
+                  similarity: metrics.Similarity, vertices: np.ndarray,
+                  triangles: np.ndarray, reflectance: np.ndarray,
+                  cover_mm: float = ALBEDO_COVER_MM) -> Dict:
+  """A mesh's reflectance against a scan's albedo.
+
+  Each scan point is paired with its closest point on the mesh moved by
+  `similarity` (a `score_against_scan` result), whose reflectance is the
+  barycentric blend of the corners'. Pairs farther than `cover_mm` apart
+  are left out. The reflectance is taken as fitted (not clipped).
+
+  Args:
+    scan_points: (P, 3) the cropped scan, mm.
+    scan_albedo: (P, 3) its true albedo, [0, 1].
+    similarity: mesh -> scan.
+    vertices: (V, 3) the mesh, its own frame; triangles: (F, 3) int.
+    reflectance: (V, 3) per-vertex albedo.
+    cover_mm: the largest pair distance compared.
+
+  Returns:
+    JSON-ready: 'mae' (mean |g_c fitted - truth| over points and channels
+    with the least-squares gains), 'mae_raw' (gains 1), 'gain' (3,),
+    'gain_chroma' (std of log g_c over channels; None if a gain is <= 0),
+    'compared' (the share of scan points within `cover_mm`). The errors
+    are None when no point is compared.
+  """
+  closest = closest_points_on_mesh(scan_points, apply(similarity, vertices),
+                                   triangles)
+  near = closest.distances <= cover_mm
+  result = {'compared': float(near.mean()) if len(near) else 0.0,
+            'mae': None, 'mae_raw': None, 'gain': None,
+            'gain_chroma': None}
+  if not near.any():
+    return result
+  corners = np.asarray(reflectance, np.float64)[
+      np.asarray(triangles)[closest.triangles[near]]]  # (P, 3 corners, 3)
+  fitted = np.einsum('pk,pki->pi', closest.barycentric[near], corners)
+  truth = np.asarray(scan_albedo, np.float64)[near]
+  gain = channel_gain(fitted, truth)
+  result.update(mae=float(np.abs(gain * fitted - truth).mean()),
+                mae_raw=float(np.abs(fitted - truth).mean()),
+                gain=[float(g) for g in gain],
+                gain_chroma=_log_spread(gain))
+  return result
+
+
+def light_colour(sh: np.ndarray) -> Dict:
+  """The colour cast of a (9, 3) SH light (rows: bands, shading.sh_basis
+  order; columns: RGB).
+
+  Returns:
+    JSON-ready: 'dc' (3,) the constant (band 0) coefficients, 'chroma' the
+    std over channels of their logs (0: white), None with 'negative_dc'
+    True when any is <= 0 (no positive ambient light in that channel).
+  """
+  dc = np.asarray(sh, np.float64)[0]
+  return {'dc': [float(x) for x in dc], 'chroma': _log_spread(dc),
+          'negative_dc': bool(np.any(dc <= 0))}
+
+
+def out_of_range(reflectance: np.ndarray) -> float:
+  """The share of (V, 3) reflectance rows with a channel outside [0, 1]."""
+  reflectance = np.asarray(reflectance, np.float64)
+  return float(np.mean(np.any((reflectance < 0) | (reflectance > 1),
+                              axis=1)))

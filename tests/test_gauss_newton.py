@@ -10,6 +10,7 @@ from mofa_ml.data import synthetic
 from mofa_ml.facemodel import layout as layout_lib
 from mofa_ml.facemodel import levels
 from mofa_ml.learning import objective
+from mofa_ml.fitting import appearance_prior
 from mofa_ml.fitting import fit
 from mofa_ml.fitting import gauss_newton
 from mofa_ml.fitting import least_squares
@@ -288,3 +289,38 @@ def test_dense_landmarks_pull_the_landmark_stage_onto_them(setting):
   assert dense_error_px(s['problem']._replace(dense=exact)) < 0.6 * sparse
   noisy = _dense_targets(s, 400, noise_px=2.0)
   assert dense_error_px(s['problem']._replace(dense=noisy)) < 0.8 * sparse
+
+
+def test_appearance_priors_whiten_the_light_and_bound_the_reflectance(
+    setting):
+  """From a tinted light and an over-bright reflectance, iterations with the
+  appearance priors end with a whiter light and less reflectance outside
+  [0, 1] than without them."""
+  s = setting
+  model, layout, scaling = s['model'], s['layout'], s['scaling']
+  truth = s['truth']
+  start = truth._replace(
+      sh_base=truth.sh_base * jnp.asarray([1.3, 1.0, 0.7]),
+      reflectance=truth.reflectance + 3.0 * model.reflectance_sigma)
+  raw = (layout.join(start._replace(
+      correctives_geometry=jnp.zeros(0), correctives_reflectance=jnp.zeros(0),
+      sh_final=start.sh_base)) - scaling.offset) / scaling.scale
+  schedule = (gauss_newton.ContinuationStage('all', 1.0, 4),)
+
+  def run(light, bound):
+    return scaling.params(layout, jax.jit(lambda r: gauss_newton.solve(
+        model, s['intrinsics'], s['problem'], r, loss=s['loss'],
+        layout=layout, scaling=scaling, schedule=schedule,
+        light_colour_prior=light, reflectance_bound=bound))(raw))
+
+  def colour(params):
+    return float(appearance_prior.light_colour_energy(params.sh_base))
+
+  def outside(params):
+    return float(appearance_prior.reflectance_bound_energy(
+        model.reflectance(params.reflectance)))
+
+  plain, priors = run(0.0, 0.0), run(10.0, 100.0)
+  assert outside(scaling.params(layout, raw)) > 0
+  assert colour(priors) < 0.5 * colour(plain)
+  assert outside(priors) < 0.5 * outside(plain)

@@ -263,3 +263,180 @@ def test_report_summarises_and_tabulates_rows():
   assert '| fran 30 | 1/1 | 0.030 | 0.050 | 0.040 | 0.035 | 2.00 / 1.80' in (
       text)
   assert '| aflw2000 30-60 | 1 | 0 | 0.030 |' in text
+
+
+def _sheet_albedo(vertices):
+  """(V, 3) a smooth skin-like albedo pattern over the sheet, in (0, 1)."""
+  x, y = vertices[:, 0] / 50, vertices[:, 1] / 60
+  return np.stack([0.6 + 0.2 * x, 0.45 + 0.15 * y, 0.35 + 0.1 * x * y], 1)
+
+
+def test_albedo_errors_see_through_a_gain_and_report_it():
+  vertices, triangles = _bumpy_sheet()
+  scale, rotation, translation = _random_similarity(11)
+  scan = scale * vertices @ rotation.T + translation
+  truth = _sheet_albedo(vertices)
+  gain = np.array([0.8, 1.1, 1.25])
+  marks = np.random.default_rng(12).choice(len(vertices), 12, replace=False)
+  score = real_scoring.score_against_scan(scan, scan[marks], vertices,
+                                          triangles, vertices[marks])
+  # Fitted = truth / gain: the gain fit undoes it exactly.
+  errors = real_scoring.albedo_errors(scan, truth, score.similarity,
+                                      vertices, triangles, truth / gain)
+  assert errors['compared'] == pytest.approx(1.0)
+  assert errors['mae'] == pytest.approx(0.0, abs=1e-6)
+  np.testing.assert_allclose(errors['gain'], gain, rtol=1e-5)
+  assert errors['gain_chroma'] == pytest.approx(np.std(np.log(gain)))
+  assert errors['mae_raw'] == pytest.approx(
+      np.abs(truth / gain - truth).mean(), rel=1e-4)
+  # A grey gain is brightness alone: no chroma.
+  grey = real_scoring.albedo_errors(scan, truth, score.similarity, vertices,
+                                    triangles, 0.5 * truth)
+  assert grey['gain_chroma'] == pytest.approx(0.0, abs=1e-6)
+  np.testing.assert_allclose(grey['gain'], 2.0, rtol=1e-5)
+  # Wrong colours per point are an error no gain removes.
+  wrong = real_scoring.albedo_errors(scan, truth, score.similarity,
+                                     vertices, triangles, truth[::-1])
+  assert wrong['mae'] > 0.02
+
+
+def test_albedo_errors_skip_scan_points_the_mesh_does_not_cover():
+  vertices, triangles = _bumpy_sheet()
+  truth = _sheet_albedo(vertices)
+  # Scan = the sheet plus points far beyond it, coloured wrongly.
+  far = vertices[:50] + np.array([0.0, 0.0, 40.0])
+  scan = np.concatenate([vertices, far])
+  albedo = np.concatenate([truth, np.ones((50, 3))])
+  identity = real_scoring.umeyama(vertices, vertices)
+  errors = real_scoring.albedo_errors(scan, albedo, identity, vertices,
+                                      triangles, truth)
+  assert errors['compared'] == pytest.approx(len(vertices) / len(scan))
+  assert errors['mae'] == pytest.approx(0.0, abs=1e-9)
+
+
+def test_channel_gain_is_least_squares():
+  rng = np.random.default_rng(13)
+  fitted = rng.uniform(0.1, 0.9, (100, 3))
+  truth = rng.uniform(0.1, 0.9, (100, 3))
+  gain = real_scoring.channel_gain(fitted, truth)
+  for c in range(3):
+    best, *_ = np.linalg.lstsq(fitted[:, c:c + 1], truth[:, c], rcond=None)
+    assert gain[c] == pytest.approx(best[0])
+
+
+def test_light_colour_white_tinted_and_negative():
+  from mofa_ml.rendering import shading  # pylint: disable=g-import-not-at-top
+  white = real_scoring.light_colour(real_scans.light('side'))
+  assert white['chroma'] == pytest.approx(0.0, abs=1e-6)
+  assert not white['negative_dc']
+  ambient = real_scoring.light_colour(2.0 * shading.AMBIENT_WHITE)
+  assert ambient['chroma'] == pytest.approx(0.0, abs=1e-6)
+  np.testing.assert_allclose(ambient['dc'], 2 * shading.AMBIENT_WHITE[0])
+  tinted = np.array(shading.AMBIENT_WHITE) * [0.8, 1.0, 1.25]
+  assert real_scoring.light_colour(tinted)['chroma'] == pytest.approx(
+      np.std(np.log([0.8, 1.0, 1.25])))
+  negative = tinted.copy()
+  negative[0, 2] = -0.1
+  cast = real_scoring.light_colour(negative)
+  assert cast['negative_dc'] and cast['chroma'] is None
+
+
+def test_out_of_range_counts_vertices_with_any_channel_outside():
+  reflectance = np.array([[0.5, 0.5, 0.5], [1.0, 0.0, 0.2], [1.01, 0.5, 0.5],
+                          [0.5, -0.01, 0.5], [-1, 2, 3]])
+  assert real_scoring.out_of_range(reflectance) == pytest.approx(3 / 5)
+
+
+def test_vertex_albedo_reads_the_texture_at_the_uv():
+  texture = np.zeros((4, 4, 3), np.float32)
+  texture[:2, :2] = (1.0, 0.5, 0.25)  # top left: uv near (0, 1)
+  uv = np.array([[0.125, 0.875], [0.875, 0.125]])
+  scan = real_scans.Scan('t', np.zeros((2, 3)), np.zeros((0, 3), int), None,
+                         uv, texture, None, '')
+  np.testing.assert_allclose(real_scans.vertex_albedo(scan),
+                             [[1.0, 0.5, 0.25], [0, 0, 0]], atol=1e-6)
+  painted = scan._replace(albedo=np.full((2, 3), 0.3))
+  np.testing.assert_allclose(real_scans.vertex_albedo(painted), 0.3)
+
+
+def test_colour_difference_of_a_photo_drawn_by_the_fit_is_small(ict_model):
+  from mofa_ml.data import crop  # pylint: disable=g-import-not-at-top
+  from mofa_ml.export import outputs  # pylint: disable=g-import-not-at-top
+  from mofa_ml.facemodel import layout  # pylint: disable=g-import-not-at-top
+  from mofa_ml.rendering import camera  # pylint: disable=g-import-not-at-top
+  from mofa_ml.rendering import shading  # pylint: disable=g-import-not-at-top
+  from mofa_ml.rendering import viz  # pylint: disable=g-import-not-at-top
+  model = ict_model
+  size = crop.CROP_SIZE
+  intrinsics = camera.default_intrinsics(size)
+  params = layout.FaceParams(
+      shape=np.zeros(model.num_shape, np.float32),
+      expression=np.zeros(model.num_expression, np.float32),
+      reflectance=np.zeros(model.num_reflectance, np.float32),
+      rotation=np.zeros(3, np.float32),
+      translation=np.array([0, 0, 500], np.float32),
+      sh_base=0.8 * shading.AMBIENT_WHITE,
+      correctives_geometry=np.zeros(1, np.float32),
+      correctives_reflectance=np.zeros(1, np.float32))
+  vertices = np.asarray(model.mean_shape, np.float64)
+  reflectance = np.asarray(model.mean_reflectance, np.float64)
+  photo, mask = viz.render_shaded(
+      vertices.astype(np.float32), reflectance.astype(np.float32),
+      model.triangles, params.rotation, params.translation, params.sh_base,
+      intrinsics, size, size, np.full((size, size, 3), 0.3, np.float32))
+  assert mask.mean() > 0.05
+  photo = np.round(photo * 255).astype(np.uint8)
+  face = outputs.Reconstruction(
+      params, np.zeros_like(vertices), np.zeros_like(vertices),
+      np.array([[1.0, 0, 0], [0, 1.0, 0]]), np.zeros((68, 2)), None, {}, 0.0)
+  same = real_photos.colour_difference(model, intrinsics, face, photo,
+                                       vertices, reflectance, params.sh_base)
+  assert same < 1.0 / 255  # the photo's 8-bit rounding
+  darker = real_photos.colour_difference(model, intrinsics, face, photo,
+                                         vertices, 0.5 * reflectance,
+                                         params.sh_base)
+  expected = 0.5 * photo.astype(np.float64)[mask].mean() / 255
+  assert darker == pytest.approx(expected, abs=2.0 / 255)
+
+
+def test_report_tabulates_appearance():
+  from experiments import real_report  # pylint: disable=g-import-not-at-top
+  nme = {'detector': 0.03, 'mean': 0.05, 'base': 0.04, 'final': 0.035}
+  score = {'mean_mm': 1.5, 'median_mm': 1.2}
+  white = {'dc': [1.0] * 3, 'chroma': 0.0, 'negative_dc': False}
+  blue = {'dc': [1.0, 1.0, -0.2], 'chroma': None, 'negative_dc': True}
+  albedo = {'mae': 0.04, 'mae_raw': 0.1, 'gain': [1.0, 1.1, 1.2],
+            'gain_chroma': 0.07, 'compared': 0.9}
+  appearance = {'colour_difference': {'base': 0.06, 'final': 0.05},
+                'out_of_range': {'base': 0.0, 'final': 0.2},
+                'light_colour': {'base': white, 'final': blue}}
+  render = dict({'scan': 'fran', 'yaw': 0.0, 'light': 'side',
+                 'background': 'grey', 'found': True, 'nme': nme,
+                 'seconds': 6.0, 'mm': {'base': score, 'final': score},
+                 'mean_face_mm': {'mean_mm': 2.0, 'median_mm': 1.8},
+                 'albedo': {'base': albedo, 'final': dict(albedo, mae=0.02)},
+                 'mean_face_albedo': dict(albedo, mae=0.08,
+                                          gain_chroma=0.01)},
+                **appearance)
+  tinted = dict(render, yaw=30.0, light_colour={
+      'base': white, 'final': dict(white, chroma=0.1)})
+  photo = dict({'set': 'bundled', 'name': 'a.jpg', 'yaw_degrees': 10.0,
+                'yaw_bin': '0-30', 'box_px': 150.0, 'found': True,
+                'nme': nme, 'seconds': 7.0}, **appearance)
+  results = {'scan_renders': [render, tinted], 'photos': [photo],
+             'protocol': {'distance': 'd', 'crop_mm': 95.0,
+                          'alignment': 'a', 'render_px': 512, 'yaw': 'y',
+                          'lights': {'side': {}}}}
+  results['summary'] = real_report.summarise(results)
+  fran = results['summary']['scan_all']['fran']['appearance']
+  assert fran['albedo_mae'] == pytest.approx(
+      {'mean_face': 0.08, 'base': 0.04, 'final': 0.02})
+  # The negative-DC light has no chroma: counted, not averaged.
+  assert fran['light_chroma']['final'] == pytest.approx(0.1)
+  assert fran['negative_dc'] == {'base': 0, 'final': 1}
+  bundled = results['summary']['photos_by_set']['bundled']['appearance']
+  assert bundled['colour_difference']['final'] == pytest.approx(0.05)
+  text = real_report.markdown(results)
+  assert ('| fran | 0.080 / 0.040 / 0.020 | 0.100 | 0.010 / 0.070 | 0.100 '
+          '| 1 | 0.200 | 0.050 |') in text
+  assert '| bundled | 1 | 0.060 / 0.050 | 0.000 / 0.200 | - | 1 |' in text

@@ -27,6 +27,7 @@ fitting refines them unless --nofit. --face_model=bfm09:PATH fits a Basel
 Face Model 2009 file instead of the bundled ICT model.
 """
 
+import dataclasses
 import os
 import signal
 import sys
@@ -56,6 +57,9 @@ _FRAME_STEP = flags.DEFINE_integer('frame_step', 1,
 _SMOOTH = flags.DEFINE_float(
     'smooth_frames', 1.5, 'Videos: std (in sampled frames) of the Gaussian '
     'that smooths pose and expression over time; 0 turns it off.')
+_DENSE = flags.DEFINE_bool(
+    'dense_landmarks', True, "Fit MediaPipe's 468 face-mesh points too "
+    '(--nodense_landmarks: the 68 points alone).')
 _OVERWRITE = flags.DEFINE_bool('overwrite', False,
                                'Replace existing result files.')
 flags.mark_flags_as_required(['input', 'output'])
@@ -91,6 +95,8 @@ def main(argv):
     raise app.UsageError(f'unexpected arguments: {" ".join(argv[1:])}')
   fit_config = common.fit_config(_RECONSTRUCTION.fit_steps.value,
                                  _RECONSTRUCTION.fit_solver.value)
+  if not _DENSE.value:
+    fit_config = dataclasses.replace(fit_config, dense_weight=0.0)
   if _FRAME_STEP.value < 1:
     raise app.UsageError('--frame_step must be at least 1')
   output = os.path.abspath(_OUTPUT.value)

@@ -88,7 +88,8 @@ def solve(model: fm.FaceModel, intrinsics: camera.Intrinsics,
           fixed_identity: bool = False, irls_epsilon: float = 1e-3,
           sample_size: int = 1024,
           landmark_noise_px: float = 0.0,
-          light_colour_prior: float = 0.0) -> jax.Array:
+          light_colour_prior: float = 0.0,
+          reflectance_bound: float = 0.0) -> jax.Array:
   """Levenberg-Marquardt iterations on the base parameters (jit-able).
 
   Args:
@@ -105,8 +106,8 @@ def solve(model: fm.FaceModel, intrinsics: camera.Intrinsics,
       (`least_squares.rows`).
     landmark_noise_px: the photometric stages' `losses.landmark_noise_weight`
       (0: the landmark term keeps its weight).
-    light_colour_prior: weight of `appearance_prior.light_colour_energy` on
-      the base light.
+    light_colour_prior, reflectance_bound: weights of the appearance priors
+      (`appearance_prior`) on the base light and reflectance.
 
   Returns:
     (size,) the fitted raw parameters.
@@ -120,8 +121,35 @@ def solve(model: fm.FaceModel, intrinsics: camera.Intrinsics,
     return light_colour_prior * appearance_prior.light_colour_energy(
         scaling.params(layout, raw).sh_base)
 
-  # Quadratic in the light: its half Hessian is exact and constant.
+  def appearance(raw):
+    energy = light_colour(raw)
+    if reflectance_bound:
+      energy += reflectance_bound * appearance_prior.reflectance_bound_energy(
+          model.reflectance(scaling.params(layout, raw).reflectance))
+    return energy
+
+  # The light's prior is quadratic: its half Hessian is exact and constant.
   light_hessian = 0.5 * jax.hessian(light_colour)(jnp.zeros_like(raw))
+  reflectance_columns = np.arange(*layout.offsets['reflectance'])
+
+  def bound_hessian(raw, rows, columns):
+    """The reflectance bound's half Gauss-Newton Hessian on the free
+    columns, from the photometric rows' sampled vertices (the gradient is
+    exact; this only shapes the step)."""
+    free = np.flatnonzero(np.isin(columns, reflectance_columns))
+    if not reflectance_bound or not free.size:
+      return 0.0
+    index = columns[free] - reflectance_columns[0]
+    albedo = model.reflectance(
+        scaling.params(layout, raw).reflectance)[rows.photo_vertices]
+    outside = ((albedo > 1.0) | (albedo < 0.0)) * (
+        rows.photo_weight > 0)[:, None]
+    basis = (model.reflectance_basis[index][:, rows.photo_vertices] *
+             scaling.scale[columns[free]][:, None, None])
+    block = reflectance_bound / jnp.maximum(
+        jnp.sum(rows.photo_weight > 0), 1) * jnp.einsum(
+            'ksc,sc,lsc->kl', basis, outside, basis)
+    return jnp.zeros((len(columns),) * 2).at[np.ix_(free, free)].set(block)
 
   def cost(raw, support, prior_scale, confidence, dense_weight):
     """The exact objective under a fixed support (which compares no colours
@@ -138,7 +166,7 @@ def solve(model: fm.FaceModel, intrinsics: camera.Intrinsics,
           dense_weight, loss.landmark_unit_px)
     # The objective's prior terms equal sum prior * raw^2 (normalised units).
     return (terms['total'] + (prior_scale - 1.0) * jnp.sum(prior * raw**2) +
-            light_colour(raw))
+            appearance(raw))
 
   def geometry(raw):
     return levels.surfaces(model, scaling.params(layout, raw))[0].vertices
@@ -181,7 +209,7 @@ def solve(model: fm.FaceModel, intrinsics: camera.Intrinsics,
             landmark_weight=residuals.landmark_weight * weight,
             dense_weight=residuals.dense_weight * dense_noise),
         prior_scale * prior[columns], use_photo) + light_hessian[
-            np.ix_(columns, columns)]
+            np.ix_(columns, columns)] + bound_hessian(raw, residuals, columns)
     diagonal = jnp.diag(normal) + DIAGONAL_FLOOR
 
     def candidate(factor):

@@ -52,17 +52,15 @@ class Reconstructor:
 
   def __init__(self, model: fm.FaceModel,
                regressor: Optional[regressor_lib.Regressor] = None,
-               fit_config: Optional[fit.FitConfig] = fit.FitConfig(),
-               dense_landmarks: bool = True):
+               fit_config: Optional[fit.FitConfig] = fit.FitConfig()):
     """
     Args:
       model: the face model.
       regressor: a trained network (`Regressor.load`), or None.
       fit_config: per-image fitting after the regressor; None to skip (only
-        with a regressor).
-      dense_landmarks: fit MediaPipe's 468 points too
-        (`data.dense_landmarks`, `facemodel.dense_registration`), where
-        fitting with a positive `dense_weight`.
+        with a regressor). With a positive `dense_weight` it fits
+        MediaPipe's 468 points too (`data.dense_landmarks`,
+        `facemodel.dense_registration`).
 
     Raises:
       ValueError: nothing to reconstruct with, or a regressor of another
@@ -81,8 +79,7 @@ class Reconstructor:
     self.mirror = jnp.asarray(visibility.mirror_vertices(model.mean_shape))
     self.rig = arkit.load_rig(model)
     self.dense_landmarker, self.dense_embedding = None, None
-    if (dense_landmarks and fit_config is not None and
-        fit_config.dense_weight > 0):
+    if fit_config is not None and fit_config.dense_weight > 0:
       registration = dense_registration.load_dense_registration()
       self.dense_landmarker = dense_lib.DenseLandmarker()
       self.dense_embedding = (
