@@ -115,6 +115,11 @@ class FitConfig:
       ContinuationStage('all', prior_scale=30.0, iterations=4),
       ContinuationStage('all', prior_scale=10.0, iterations=4),
       ContinuationStage('all', prior_scale=3.0, iterations=4))
+  # From a prediction (a regressor's, or a video's previous frame), stages
+  # run before the `base_steps` iterations; e.g. a landmark stage, so that
+  # the pose and expression follow the landmarks before the photometric
+  # term and the landmarks' noise weight come in.
+  prediction_stages: Tuple[ContinuationStage, ...] = ()
   base_steps: Optional[int] = None
   irls_epsilon: float = 1e-3
   hessian_vertices: int = 1024
@@ -179,8 +184,9 @@ class FitConfig:
       raise ValueError(f'corrective_rms_mm is positive, not '
                        f'{self.corrective_rms_mm}')
     if not all(isinstance(stage, ContinuationStage)
-               for stage in self.continuation):
-      raise TypeError('continuation is a tuple of ContinuationStage')
+               for stage in self.continuation + self.prediction_stages):
+      raise TypeError('continuation and prediction_stages are tuples of '
+                      'ContinuationStage')
 
   @property
   def base_step_count(self) -> int:
@@ -199,9 +205,9 @@ class FitConfig:
 
   def base_schedule(self, from_mean: bool) -> Tuple[ContinuationStage, ...]:
     """Levenberg-Marquardt's stages: the continuation from the mean face
-    (from a prediction the landmark-only start would only drift), then
+    (from a prediction, `prediction_stages`), then
     `base_step_count` iterations at the loss's own weights."""
-    return (self.continuation if from_mean else ()) + (
+    return (self.continuation if from_mean else self.prediction_stages) + (
         ContinuationStage('all', prior_scale=1.0,
                           iterations=self.base_step_count),)
 
