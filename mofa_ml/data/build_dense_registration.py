@@ -37,13 +37,18 @@ from mofa_ml.facemodel import layout as layout_lib
 from mofa_ml.rendering import camera
 from mofa_ml.rendering import raster
 
-_OUTPUT = flags.DEFINE_string(
-    'output', None,
-    "Where to write the asset; default: the package's assets folder.")
-_OVERWRITE = flags.DEFINE_bool('overwrite', False,
-                               'Replace an existing output file.')
-_RENDERS = flags.DEFINE_integer('renders', 300, 'Faces rendered.')
-_SEED = flags.DEFINE_integer('seed', 0, 'PRNG seed of the renders.')
+FLAGS = flags.FLAGS
+
+
+def _define_flags():
+  """Only when run as a script: importing this module (tests) must not add
+  flags to the `mofa` commands' process."""
+  flags.DEFINE_string(
+      'output', None,
+      "Where to write the asset; default: the package's assets folder.")
+  flags.DEFINE_bool('overwrite', False, 'Replace an existing output file.')
+  flags.DEFINE_integer('renders', 300, 'Faces rendered.')
+  flags.DEFINE_integer('seed', 0, 'PRNG seed of the renders.')
 
 _BATCH = 8
 # The face (its 68 landmarks' larger extent) spans 200-240 of 384 pixels,
@@ -226,25 +231,25 @@ def register(model: fm.FaceModel, hits: np.ndarray):
 
 def main(argv):
   del argv
-  output = _OUTPUT.value or dense_registration.asset_path()
+  output = FLAGS.output or dense_registration.asset_path()
   # Refused before the work rather than after.
-  if os.path.exists(output) and not _OVERWRITE.value:
+  if os.path.exists(output) and not FLAGS.overwrite:
     raise app.UsageError(f'{output} exists; pass --overwrite to replace it')
   began = time.time()
   model = fm.load_face_model()
-  hits, used = collect_hits(model, _RENDERS.value, _SEED.value)
+  hits, used = collect_hits(model, FLAGS.renders, FLAGS.seed)
   arrays = register(model, hits)
   arrays['source'] = np.asarray(
       f'build_dense_registration: MediaPipe face_landmark.tflite (0.10.21) '
-      f'on {used} of {_RENDERS.value} renders of {model.name} (seed '
-      f'{_SEED.value}, size {_CONFIG.image_size}, yaw +-'
+      f'on {used} of {FLAGS.renders} renders of {model.name} (seed '
+      f'{FLAGS.seed}, size {_CONFIG.image_size}, yaw +-'
       f'{_CONFIG.max_yaw:g}, pitch +-{_CONFIG.max_pitch:g}, expression '
       f'std {_CONFIG.expression_std:g}); median of hits on the mean face, '
       'snapped to the surface')
   buffer = io.BytesIO()
   np.savez_compressed(buffer, **arrays)
   image_io.atomic_write_bytes(output, buffer.getvalue(),
-                              overwrite=_OVERWRITE.value)
+                              overwrite=FLAGS.overwrite)
   spread, rate = arrays['spread_mm'], arrays['hit_rate']
   fixed = ~arrays['contour']
   print(f'wrote {output} ({len(buffer.getvalue())} bytes) from {used} renders '
@@ -258,4 +263,5 @@ def main(argv):
 
 
 if __name__ == '__main__':
+  _define_flags()
   app.run(main)

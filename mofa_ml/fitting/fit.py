@@ -100,25 +100,20 @@ class FitConfig:
   Final phase: `final_steps` Adam steps on the correctives and the final
   light (started at the base light); the base parameters stay fixed.
 
-  Adam's rates decay (cosine) from their start to `final_rate_fraction` of
-  it (`adam_phase.decaying_adam`); its photometric supports
-  (`objective.supports`) are recomputed every `support_every` steps and
-  held fixed in between.
+  Adam's rates decay (cosine) to `final_rate_fraction` of their start; its
+  photometric supports are recomputed every `support_every` steps.
   """
   base_solver: str = 'gauss_newton'
   # The photometric stages start at 100 times the prior, so that the pose
-  # and light settle on the photo before the shape moves (chosen on
-  # validation renders with detected landmarks).
+  # and light settle on the photo before the shape moves.
   continuation: Tuple[ContinuationStage, ...] = (
       ContinuationStage('landmarks', prior_scale=300.0, iterations=5),
       ContinuationStage('all', prior_scale=100.0, iterations=4),
       ContinuationStage('all', prior_scale=30.0, iterations=4),
       ContinuationStage('all', prior_scale=10.0, iterations=4),
       ContinuationStage('all', prior_scale=3.0, iterations=4))
-  # From a prediction (a regressor's, or a video's previous frame), stages
-  # run before the `base_steps` iterations; e.g. a landmark stage, so that
-  # the pose and expression follow the landmarks before the photometric
-  # term and the landmarks' noise weight come in.
+  # Stages before the `base_steps` iterations from a prediction (e.g. a
+  # landmark stage for a video's frame, before the photometric term).
   prediction_stages: Tuple[ContinuationStage, ...] = ()
   base_steps: Optional[int] = None
   irls_epsilon: float = 1e-3
@@ -147,26 +142,19 @@ class FitConfig:
   # at `initial`; fit pose, expression and light only (video frames).
   fixed_identity: bool = False
   # 20 modes at 1.1 mm RMS (times the base loss's shape_prior_std), chosen
-  # on the validation split: more modes take over what the identity should
-  # explain.
+  # on renders: more take over what the identity should explain.
   corrective_harmonics: Optional[int] = None
   corrective_rms_mm: float = 1.1
-  # Levenberg-Marquardt's landmark term loses weight as (1.5 px / mean
-  # landmark error)^2 where that error exceeds 1.5 px (a crop of 240 px),
-  # so that noisy landmarks do not pull the fit far past the mean face
-  # (chosen on validation renders with the detector's landmarks); 0: fixed
-  # weight.
+  # Levenberg-Marquardt's landmark terms lose weight as (1.5 px / mean
+  # landmark error)^2 above 1.5 px, so that noisy landmarks do not pull the
+  # fit far past the mean face (chosen on renders); 0: fixed weight.
   landmark_noise_px: float = 1.5
   # The dense landmarks' term (`least_squares.DenseTargets`) relative to
-  # the 68-point term: both are means over their points. Chosen on the
-  # real-data benchmark: the real scans' renders come out closer at 1 than
-  # without dense landmarks or at 3.
+  # the 68 points' (both means over points); 1 beat 0 and 3 on real data.
   dense_weight: float = 1.0
-  # The appearance priors (`appearance_prior`): the lights' colour pulled
-  # towards white, the reflectance of both levels towards [0, 1]; 0: off.
-  # Chosen on the real-data benchmark: on the textured scan's renders (a
-  # white light) the albedo's colour and brightness come out right and the
-  # geometry no worse; on the photos the overlay's colour is closer.
+  # The appearance priors (`appearance_prior`; 0: off), chosen on real
+  # data: a real texture's colour and brightness come out right under a
+  # white light, the geometry no worse, the overlays closer to the photos.
   light_colour_prior: float = 1.0
   reflectance_bound: float = 10.0
 
