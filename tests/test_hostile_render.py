@@ -69,6 +69,13 @@ USAGE_CASES = [
      'mofa reconstruct: unexpected arguments: photo.jpg'),
     ('reconstruct', ['--faces=most', '--input=x', '--output=y'],
      'mofa reconstruct: flag --faces=most: value should be one of'),
+    ('reconstruct', ['--smooth_frames=nan', '--input=x', '--output=y'],
+     'mofa reconstruct: --smooth_frames must be 0 to 100 frames, got nan'),
+    ('reconstruct', ['--smooth_frames=-1', '--input=x', '--output=y'],
+     'mofa reconstruct: --smooth_frames must be 0 to 100 frames, got -1.0'),
+    ('reconstruct', ['--fit_steps=1000000,1', '--input=x', '--output=y'],
+     'mofa reconstruct: --fit_steps must be at most 240,1200 with '
+     '--fit_solver=gauss_newton, got 1000000,1'),
     ('eval', ['--batch_size=0', '--output=y'],
      'mofa eval: --batch_size and --limit must be positive'),
     ('prepare', ['--input=x'],
@@ -101,3 +108,17 @@ def test_an_unwritable_compilation_cache_costs_one_line(tmp_path, capsys):
   err = capsys.readouterr().err
   assert err == (f'mofa: compilation cache {blocker}/jax not writable; '
                  'compiling every run\n')
+
+
+def test_reconstruct_leaves_no_empty_output_when_every_input_fails(
+    tmp_path):
+  photo = tmp_path / 'not_a_photo.jpg'
+  photo.write_text('plain text')
+  output = tmp_path / 'results'
+  result = cli_harness.run('reconstruct', f'--input={photo}',
+                           f'--output={output}')
+  assert result.code == 1, result
+  assert 'not_a_photo.jpg' in result.stderr
+  assert 'Traceback' not in result.stderr
+  assert result.stdout.strip().endswith('nothing written; 1 input(s) failed')
+  assert not output.exists()

@@ -46,6 +46,12 @@ def define_reconstruction_flags(fit_by_default: bool) -> ReconstructionFlags:
           "The base phase's solver."))
 
 
+# Upper bounds of --fit_steps (base, final) per solver: 20 times the
+# defaults, well past where the objective stops moving, so that a typo
+# cannot cost hours a face.
+MAX_FIT_STEPS = {'gauss_newton': (240, 1200), 'adam': (4000, 1200)}
+
+
 def fit_config(fit_steps: Optional[Sequence[str]],
                fit_solver: str = 'gauss_newton') -> fit.FitConfig:
   """--fit_steps (base phase, final phase) and --fit_solver -> FitConfig.
@@ -61,5 +67,10 @@ def fit_config(fit_steps: Optional[Sequence[str]],
     steps = []
   if len(steps) != 2 or min(steps) < 0:
     raise app.UsageError('--fit_steps must be two counts, e.g. 12,60')
+  limits = MAX_FIT_STEPS[fit_solver]
+  if steps[0] > limits[0] or steps[1] > limits[1]:
+    raise app.UsageError(f'--fit_steps must be at most {limits[0]},'
+                         f'{limits[1]} with --fit_solver={fit_solver}, got '
+                         f'{steps[0]},{steps[1]}')
   return fit.FitConfig(base_solver=fit_solver, base_steps=steps[0],
                        final_steps=steps[1])

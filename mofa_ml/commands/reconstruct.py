@@ -63,6 +63,8 @@ _DENSE = flags.DEFINE_bool(
 _OVERWRITE = flags.DEFINE_bool('overwrite', False,
                                'Replace existing result files.')
 flags.mark_flags_as_required(['input', 'output'])
+# Beyond this a Gaussian over sampled frames smooths a clip into one pose.
+MAX_SMOOTH_FRAMES = 100.0
 
 
 def _fail(message: str):
@@ -99,7 +101,18 @@ def main(argv):
     fit_config = dataclasses.replace(fit_config, dense_weight=0.0)
   if _FRAME_STEP.value < 1:
     raise app.UsageError('--frame_step must be at least 1')
+  if not 0.0 <= _SMOOTH.value <= MAX_SMOOTH_FRAMES:
+    raise app.UsageError(f'--smooth_frames must be 0 to {MAX_SMOOTH_FRAMES:g} '
+                         f'frames, got {_SMOOTH.value}')
   output = os.path.abspath(_OUTPUT.value)
+  created = not os.path.isdir(output)
+
+  def fail(message):
+    # A folder this run made and left empty is not left behind.
+    if created and os.path.isdir(output) and not os.listdir(output):
+      os.rmdir(output)
+    _fail(message)
+
   try:
     os.makedirs(output, exist_ok=True)
     probe = os.path.join(output, '.mofa-write-test')
@@ -119,9 +132,9 @@ def main(argv):
         model, regressor, fit_config if _RECONSTRUCTION.fit.value else None)
     landmarker = detection.FaceLandmarker()
   except (ValueError, FileNotFoundError, ImportError) as e:
-    _fail(str(e))
+    fail(str(e))
   except KeyboardInterrupt:
-    _fail('stopped')
+    fail('stopped')
   write_error = lambda line: tqdm.tqdm.write(f'mofa reconstruct: {line}',
                                              file=sys.stderr)
   summary = reconstruct.reconstruct_inputs(
@@ -134,8 +147,12 @@ def main(argv):
           file=sys.stderr)
     for line in summary.failed:
       print(f'  {line}', file=sys.stderr)
-  print(f'{summary.written} reconstruction(s) written into {output}; '
-        f'{len(summary.failed)} input(s) failed')
+  if created and not os.listdir(output):
+    os.rmdir(output)  # nothing written: no empty folder left behind
+    print(f'nothing written; {len(summary.failed)} input(s) failed')
+  else:
+    print(f'{summary.written} reconstruction(s) written into {output}; '
+          f'{len(summary.failed)} input(s) failed')
   if summary.stopped:
     print(f'mofa reconstruct: stopped by {signal.Signals(stop.signal).name}',
           file=sys.stderr)
