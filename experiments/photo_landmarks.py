@@ -35,7 +35,7 @@ from mofa_ml.facemodel import face_model as fm
 from mofa_ml.facemodel import landmarks as lm
 from mofa_ml.fitting import fit
 from mofa_ml.export import outputs
-from mofa_ml.reconstruction import reconstruct
+from mofa_ml.reconstruction import reconstructor as reconstructor_lib
 
 FLAGS = flags.FLAGS
 
@@ -147,7 +147,7 @@ def main(argv):
     raise app.UsageError(f'unexpected arguments: {argv[1:]}')
   compilation_cache.enable()
   model = fm.load_face_model()
-  reconstructor = reconstruct.Reconstructor(model, None, fit.FitConfig())
+  reconstructor = reconstructor_lib.Reconstructor(model, None, fit.FitConfig())
   finder = detection.FaceLandmarker()
   results = {'shift_px': FLAGS.shift_px, 'target_nme': TARGET_NME,
              'photos': {}}

@@ -81,7 +81,7 @@ from mofa_ml.data import detection
 from mofa_ml.facemodel import face_model as fm
 from mofa_ml.facemodel import landmarks as lm
 from mofa_ml.fitting import fit
-from mofa_ml.reconstruction import reconstruct
+from mofa_ml.reconstruction import reconstructor as reconstructor_lib
 
 from experiments import real_photos
 from experiments import real_report
@@ -92,7 +92,7 @@ from experiments import real_video
 FLAGS = flags.FLAGS
 _INNER = list(lm.FIXED)
 # Bump when a change makes cached rows stale.
-_CACHE_VERSION = 2
+_CACHE_VERSION = 3
 
 
 def _define_flags():
@@ -353,7 +353,7 @@ def main(argv):
   compilation_cache.enable()
   started = time.time()
   model = fm.load_face_model()
-  reconstructor = reconstruct.Reconstructor(model, None,
+  reconstructor = reconstructor_lib.Reconstructor(model, None,
                                             fit_config(FLAGS.fit))
   reconstructor.rig = None  # animation outputs only (module docstring)
   landmarker = detection.FaceLandmarker()

@@ -202,23 +202,39 @@ def _video_table(videos: Dict) -> List[str]:
       'Jitter: mean second difference of the 68 points over consecutive '
       'frames (25 fps) over sqrt(w h) of the detection box (motion plus '
       'noise; the same motion for all). Agreement: NME of the projected '
-      'final landmarks against the detections. Identity spread: '
-      'frame-by-frame identity meshes aligned onto their mean, mean '
-      'per-vertex distance, mm (the video path shares one identity).', '',
-      '| clip | frames (found) | method | jitter | agreement NME | identity '
-      'spread mm | s / frame |', '|---' * 7 + '|']
+      'final landmarks against the detections. Distance: per frame the '
+      'median over the 68 points of that distance over the box, its median '
+      '/ 95th percentile over frames. Vertex jitter: mean second difference '
+      'of the final mesh in the model frame, mm; ARKit: mean |w(t+1) - '
+      'w(t)| per weight. Identity spread: frame-by-frame identity meshes '
+      'aligned onto their mean, mean per-vertex distance, mm (the video '
+      'path shares one identity).', '',
+      '| clip | frames (found) | method | jitter | agreement NME | distance '
+      'median / p95 | vertex jitter mm | ARKit jitter | identity spread mm '
+      '| s / frame |', '|---' * 10 + '|']
+  notes = []
   for name, clip in videos.items():
     for method in methods:
+      shared = 'video_path' if method.startswith('video') else method
       agreement = clip['agreement_nme'].get(method)
-      spread = clip['identity_spread_mm'].get(
-          'video_path' if method.startswith('video') else method)
-      seconds = clip['seconds_per_frame'].get(
-          'video_path' if method.startswith('video') else method)
+      distance = clip.get('landmark_distance', {}).get(method)
       lines.append(
           f'| {name} | {clip["frames"]} ({clip["found"]}) | '
           f'{method.replace("_", " ")} | {_f(clip["jitter"][method], 4)} | '
-          f'{_f(agreement)} | {_f(spread, 2)} | {_f(seconds, 1)} |')
-  return lines
+          f'{_f(agreement)} | ' + (f'{_f(distance["median"])} / '
+                                   f'{_f(distance["p95"])}' if distance
+                                   else '-') + ' | '
+          f'{_f(clip.get("vertex_jitter_mm", {}).get(method))} | '
+          f'{_f(clip.get("arkit_jitter", {}).get(method), 4)} | '
+          f'{_f(clip["identity_spread_mm"].get(shared), 2)} | '
+          f'{_f(clip["seconds_per_frame"].get(shared), 1)} |')
+    counts = clip.get('video_path_frames')
+    if counts:
+      notes.append(
+          f'{name}, video path: {counts["without_face"]} frames without a '
+          f'face, {counts["refitted"]} refitted, {counts["lost"]} lost; '
+          f'identity from frames {counts["identity_frames"]}.')
+  return lines + ([''] + notes if notes else [])
 
 
 def _scan_protocol(results: Dict) -> List[str]:

@@ -3,9 +3,11 @@
 Each clip's first `frames` frames are written to a temporary clip (OpenCV's
 mp4v, so every method sees the same re-encoded pixels) and reconstructed
 twice: by `mofa reconstruct`'s video path (`video.reconstruct_video`: the
-first face fixes identity, later frames fit pose, expression and light
-from the previous one, then pose and expression are smoothed), and frame
-by frame by its photo path (`real_photos.reconstruct_largest`).
+identity is the mean of photo fits of up to 5 near-frontal, sharp frames;
+each frame fits pose, expression and light from the previous one, a frame
+that disagrees with its landmarks is refitted from them or counted lost;
+then pose and expression are smoothed), and frame by frame by its photo
+path (`real_photos.reconstruct_largest`).
 
 Measured, with the detector as the baseline:
   * jitter: mean |x(t+1) - 2 x(t) + x(t-1)| of the 68 points over
@@ -17,6 +19,16 @@ Measured, with the detector as the baseline:
     only, expression 0), each aligned by a similarity onto their mean: mean
     per-vertex distance to that mean, mm (the video path shares one
     identity, 0 by construction).
+  * landmark distance: per frame, the median over the 68 points of the
+    projected final-level landmarks' distance to the detections over
+    sqrt(w h) of their box (the video path's lost-face test); its median
+    and 95th percentile over frames.
+  * vertex jitter: mean |v(t+1) - 2 v(t) + v(t-1)| of the final mesh's
+    vertices in the model frame (expression and identity, no pose), mm.
+  * ARKit jitter: mean |w(t+1) - w(t)| of the 53 blendshape weights
+    (`arkit.weights_over_time`, as the animation files), per weight.
+  * the video path's frames without a face, refitted and lost, and the
+    frames its identity came from.
 """
 
 import os
@@ -27,6 +39,7 @@ from typing import Dict
 import jax.numpy as jnp
 import numpy as np
 
+from mofa_ml.facemodel import arkit
 from mofa_ml.facemodel import levels
 from mofa_ml.reconstruction import video as video_lib
 
@@ -74,6 +87,35 @@ def identity_spread(identities) -> float:
                         for v in aligned]))
 
 
+def vertex_jitter(vertices: np.ndarray) -> float:
+  """Mean second difference (mm) of (T, N, 3) vertices (T >= 3)."""
+  second = vertices[2:] - 2 * vertices[1:-1] + vertices[:-2]
+  return float(np.linalg.norm(second, axis=-1).mean())
+
+
+def weight_jitter(weights: np.ndarray) -> float:
+  """Mean |w(t+1) - w(t)| of (T, K) weights, over frames and weights."""
+  return float(np.abs(np.diff(weights, axis=0)).mean())
+
+
+def landmark_distance(tracks: np.ndarray, detected: np.ndarray) -> Dict:
+  """{'median', 'p95'} over frames of each frame's median distance of
+  (T, 68, 2) points to the detections, over sqrt(w h) of their box."""
+  per_frame = [np.median(np.linalg.norm(t - d, axis=1)) /
+               real_scoring.box_size(d) for t, d in zip(tracks, detected)]
+  return {'median': float(np.median(per_frame)),
+          'p95': float(np.percentile(per_frame, 95))}
+
+
+def _video_meshes(model, video, vectors):
+  """(T, N, 3) final-level vertices (model frame, mm) and (T, me)
+  expressions of the video path."""
+  params = [video.layout.split(jnp.asarray(v)) for v in vectors]
+  return (np.stack([np.asarray(levels.surfaces(
+      model, p, video.geometry_offsets)[1].vertices) for p in params]),
+          np.stack([np.asarray(p.expression) for p in params]))
+
+
 def _video_landmarks(model, video, vectors) -> np.ndarray:
   """(T, 68, 2) final-level landmarks of the video path, photo pixels."""
   tracks = []
@@ -94,8 +136,8 @@ def evaluate_clip(model, reconstructor, landmarker, path: str,
     start = time.perf_counter()
     video = video_lib.reconstruct_video(reconstructor, clip, landmarker)
     video_seconds = time.perf_counter() - start
-    per_frame, identities, seconds = [], [], []
-    for _, frame in video_lib.read_video_frames(clip):
+    per_frame, identities, seconds, meshes = [], [], [], {}
+    for index, frame in video_lib.read_video_frames(clip):
       fitted = real_photos.reconstruct_largest(model, reconstructor,
                                                landmarker, frame)
       per_frame.append(None if fitted is None else
@@ -103,6 +145,8 @@ def evaluate_clip(model, reconstructor, landmarker, path: str,
       if fitted is not None:
         identities.append(fitted.identity)
         seconds.append(fitted.seconds)
+        meshes[index] = (fitted.vertices['final'],
+                         np.asarray(fitted.face.params.expression))
   found = np.asarray(video.found) & np.asarray(
       [p is not None for p in per_frame])[np.asarray(video.frames)]
   detected = np.asarray(video.landmarks, np.float64)
@@ -131,4 +175,28 @@ def evaluate_clip(model, reconstructor, landmarker, path: str,
   result['seconds_per_frame'] = {
       'video_path': video_seconds / len(video.frames),
       'frame_by_frame': float(np.mean(seconds))}
+  result['landmark_distance'] = {
+      name: landmark_distance(track[keep], detected[keep])
+      for name, track in tracks.items() if name != 'detector'}
+  result['video_path_frames'] = {
+      'without_face': int(np.sum(~video.found)),
+      'refitted': int(np.sum(video.refitted)),
+      'lost': int(np.sum(video.lost)),
+      'agreement_max': float(np.nanmax(video.landmark_agreement)),
+      'identity_frames': [int(f) for f in video.identity_frames]}
+  # (vertices, expressions) over the kept frames, per method.
+  shapes = {name: tuple(value[keep] for value in _video_meshes(
+      model, video, vectors)) for name, vectors in (
+          ('video_path', video.vectors),
+          ('video_path_unsmoothed', video.raw_vectors))}
+  shapes['frame_by_frame'] = tuple(
+      np.stack([meshes[int(f)][i] for f in np.asarray(video.frames)[keep]])
+      for i in (0, 1))
+  result['vertex_jitter_mm'] = {name: vertex_jitter(vertices) for name, (
+      vertices, _) in shapes.items()}
+  rig = arkit.load_rig(model)
+  if rig is not None:
+    result['arkit_jitter'] = {name: weight_jitter(arkit.weights_over_time(
+        rig, expressions, arkit.DEFAULT_SPARSITY)[0]) for name, (
+            _, expressions) in shapes.items()}
   return result

@@ -1,6 +1,5 @@
 """Exports, per-image fitting and `mofa reconstruct` end to end."""
 
-import csv
 import json
 import os
 import subprocess
@@ -9,18 +8,20 @@ import sys
 import jax
 import jax.numpy as jnp
 import numpy as np
-import pygltflib
 import pytest
 import trimesh
 
 from mofa_ml import image_io
 from mofa_ml import samples
+from mofa_ml.data import detection
 from mofa_ml.data import synthetic
 from mofa_ml import metrics
 from mofa_ml.facemodel import landmarks as lm
 from mofa_ml.facemodel import layout as layout_lib
 from mofa_ml.export import meshes
 from mofa_ml.fitting import fit
+from mofa_ml.reconstruction import reconstruct
+from mofa_ml.reconstruction import reconstructor as reconstructor_lib
 from mofa_ml.rendering import camera
 
 # Measured NME of the reconstruction's projected model landmarks against
@@ -218,53 +219,13 @@ def test_regressor_checkpoints_are_used_or_refused(tiny_data_dir, tmp_path):
   assert 'Traceback' not in refused.stderr
 
 
-@pytest.mark.heavy
-def test_video_shares_identity_smooths_and_writes_an_overlay_video(tmp_path):
-  import cv2  # pylint: disable=g-import-not-at-top
-  takeo = image_io.to_uint8(image_io.load_image(
-      samples.sample_faces()['takeo'].image_path))[:224]
-  path = str(tmp_path / 'walk.avi')
-  writer = cv2.VideoWriter(path, cv2.VideoWriter_fourcc(*'MJPG'), 10,
-                           (takeo.shape[1], takeo.shape[0]))
-  for shift in range(8):  # the face moves 1 px per frame to the right
-    writer.write(cv2.cvtColor(np.roll(takeo, shift, axis=1),
-                              cv2.COLOR_RGB2BGR))
-  writer.release()
-  output = str(tmp_path / 'out')
-  result = run_mofa('reconstruct', f'--input={path}', f'--output={output}',
-                    '--fit_steps=8,50')
-  assert result.returncode == 0, result.stderr
-  folder = os.path.join(output, 'walk')
-  assert sorted(os.listdir(folder)) == ['face.glb', 'identity_final.ply',
-                                        'live_link.csv', 'overlay.mp4',
-                                        'parameters.npz']
-  with np.load(os.path.join(folder, 'parameters.npz')) as data:
-    layout = layout_lib.ParameterLayout(**json.loads(str(data['layout'])))
-    vectors, raw = data['vectors'], data['raw_vectors']
-    assert data['frames'].tolist() == list(range(8)) and data['found'].all()
-    weights = data['arkit_weights']
-    assert weights.shape == (8, 53) and data['arkit_names'][26] == 'jawOpen'
-  # The animation files: a CSV row and a keyframe per frame, 10 fps.
-  with open(os.path.join(folder, 'live_link.csv'), encoding='utf-8') as f:
-    rows = list(csv.DictReader(f))
-  assert [r['Timecode'] for r in rows[:2]] == ['00:00:00:00.000',
-                                               '00:00:00:01.000']
-  np.testing.assert_allclose([float(r['JawOpen']) for r in rows],
-                             weights[:, 26], atol=1e-6)
-  glb = pygltflib.GLTF2.load(os.path.join(folder, 'face.glb'))
-  sampler = glb.animations[0].samplers[0]
-  times = glb.accessors[sampler.input]
-  assert times.count == 8 and times.max == [pytest.approx(0.7)]
-  assert glb.accessors[sampler.output].count == 8 * 53
-  np.testing.assert_allclose(glb.meshes[0].weights, weights[0], atol=1e-6)
-  start, stop = layout.offsets['shape']
-  np.testing.assert_array_equal(raw[:, start:stop] - raw[:1, start:stop], 0.0)
-  # The head moves right in one camera frame; smoothing removes jitter.
-  x = layout.offsets['translation'][0]
-  assert raw[-1, x] - raw[0, x] > 5.0  # mm
-  jitter = lambda v: np.abs(np.diff(v[:, x], n=2)).mean()
-  assert jitter(vectors) < jitter(raw)
-  capture = cv2.VideoCapture(os.path.join(folder, 'overlay.mp4'))
-  assert int(capture.get(cv2.CAP_PROP_FRAME_COUNT)) == 8
-  ok, frame = capture.read()
-  assert ok and frame.shape[:2] == takeo.shape[:2]
+def test_a_detection_the_face_mesh_network_refuses_is_skipped(ict_model):
+  """breakingbad: dlib also finds a car seat; the face-mesh network's
+  presence refuses it, so --faces=all keeps the two real faces."""
+  reconstructor = reconstructor_lib.Reconstructor(ict_model)
+  path = samples.sample_faces()['breakingbad'].image_path
+  _, kept, refused = reconstruct.detect_faces(
+      detection.FaceLandmarker(), path, 'all', reconstructor.is_face)
+  assert (len(kept), refused) == (2, 1)
+  boxes = [d.box for d in kept]
+  assert all(box[1] < 500 for box in boxes)  # the seat sits lower

@@ -11,7 +11,7 @@ from mofa_ml.facemodel import landmarks as lm
 from mofa_ml.facemodel import layout as layout_lib
 from mofa_ml.export import meshes
 from mofa_ml.fitting import fit
-from mofa_ml.reconstruction import reconstruct
+from mofa_ml.reconstruction import reconstructor as reconstructor_lib
 from mofa_ml.fitting import visibility
 from mofa_ml.rendering import camera
 from mofa_ml.rendering import mesh
@@ -62,7 +62,7 @@ def test_turned_face_over_green_keeps_green_out_of_the_texture(ict_model):
   indices = ict_model.landmark_vertices.at[jnp.asarray(lm.CONTOUR)].set(
       outline)
   landmarks = np.asarray(camera.project(points, intrinsics)[indices])
-  reconstructor = reconstruct.Reconstructor(
+  reconstructor = reconstructor_lib.Reconstructor(
       ict_model, fit_config=fit.FitConfig(final_steps=100))
   photo = (image * 255).round().astype(np.uint8)
   face = reconstructor.reconstruct_face(photo, landmarks, np.ones(68))

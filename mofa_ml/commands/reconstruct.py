@@ -41,6 +41,7 @@ from mofa_ml.data import detection
 from mofa_ml.facemodel import face_model as fm
 from mofa_ml.learning import regressor as regressor_lib
 from mofa_ml.reconstruction import reconstruct
+from mofa_ml.reconstruction import reconstructor as reconstructor_lib
 
 _INPUT = flags.DEFINE_multi_string(
     'input', None, 'Image, folder of images (recursive), video or '
@@ -128,7 +129,7 @@ def main(argv):
     if _RECONSTRUCTION.checkpoint.value:
       regressor = regressor_lib.Regressor.load(
           _RECONSTRUCTION.checkpoint.value)
-    reconstructor = reconstruct.Reconstructor(
+    reconstructor = reconstructor_lib.Reconstructor(
         model, regressor, fit_config if _RECONSTRUCTION.fit.value else None)
     landmarker = detection.FaceLandmarker()
   except (ValueError, FileNotFoundError, ImportError) as e:

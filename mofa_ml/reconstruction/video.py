@@ -1,9 +1,18 @@
 """Video -> per-frame reconstructions with one identity, and their files.
 
-The first frame with a face is reconstructed like a photo (identity free);
-later frames start from the previous frame and fit pose, expression and
-light only. Pose and expression are then smoothed in time, in one camera
-(the first face's crop camera in photo pixels) so that poses share a frame.
+Two passes over the sampled frames. The first (`video_tracking`) detects
+faces, landmarks only, and follows one: in each frame the detection
+nearest the previous tracked face. Up to `IDENTITY_FRAMES` frames spread
+over the clip, near-frontal and sharp, are reconstructed like photos; the
+identity is the robust mean of those fits, so a turned first frame cannot
+spoil the clip. The second pass fits pose, expression and light of every
+frame with that identity fixed, from the previous frame, with a
+landmark-only stage first. A fit whose projected landmarks stay farther
+than `MAX_DISAGREEMENT` from the detected ones is refitted from its own
+landmarks and, if still as far, counted as lost (the previous parameters
+are kept, as for a frame without a face). Pose and expression are then
+smoothed in time, in one camera (the first tracked face's crop camera in
+photo pixels) so that poses share a frame.
 """
 
 import dataclasses
@@ -26,30 +35,52 @@ from mofa_ml.learning import network
 from mofa_ml.export import animation
 from mofa_ml.export import meshes
 from mofa_ml.fitting import fit
+from mofa_ml.fitting import pose_start
 from mofa_ml.export import outputs
+from mofa_ml.reconstruction import video_tracking as tracking
 from mofa_ml.rendering import camera
 
 # What `video_files` writes.
 VIDEO_FILES = ('parameters.npz', 'identity_final.ply', 'overlay.mp4',
                animation.GLB, animation.LIVE_LINK_CSV)
+# A fit has lost the face where its projected landmarks lie farther than
+# this from the detected ones (`video_tracking.landmark_agreement`; good
+# fits: 0.01-0.03).
+MAX_DISAGREEMENT = 0.1
+IDENTITY_FRAMES = tracking.IDENTITY_FRAMES
+# Each frame starts from the previous one. The landmark-only stage (noise
+# weight 1) lets pose and expression follow the landmarks when the head
+# moves; in the full iterations the landmarks' noise weight shrinks exactly
+# then, and the fit would stop following them.
+FRAME_CONFIG = fit.FitConfig(
+    base_steps=4, final_steps=30, fixed_identity=True,
+    prediction_stages=(fit.ContinuationStage('landmarks', prior_scale=1.0,
+                                             iterations=2),))
+
 
 @dataclasses.dataclass
 class VideoReconstruction:
   """Per-frame results of one video; identity is shared by all frames.
 
   Attributes:
-    frames: (T,) frame indices.
+    frames: (T,) frame indices, from the first with a face.
     found: (T,) bool, a face was detected (else the previous frame's
       parameters are carried over).
     vectors: (T, size) parameter vectors (`layout`), after smoothing.
     raw_vectors: (T, size) before smoothing.
-    landmarks: (T, 68, 2) detected landmarks, photo pixels.
+    landmarks: (T, 68, 2) the tracked face's detected landmarks, photo
+      pixels (a frame without a face repeats the previous one's).
     crop_transforms: (T, 2, 3).
     geometry_offsets, reflectance_offsets: (N, 3) shared correctives.
     layout: the vectors' layout.
     fps: frames per second of the sampled sequence.
     photo_camera: the one camera of all frames (the first face's crop
       camera in photo pixels), so poses share a frame and can be smoothed.
+    landmark_agreement: (T,) of each frame's fit before smoothing (NaN
+      without a face; the better try's where lost).
+    refitted: (T,) bool, refitted from the frame's own landmarks.
+    lost: (T,) bool, no fit agreed with the landmarks (previous kept).
+    identity_frames: (K,) the frames whose photo fits make the identity.
   """
   frames: np.ndarray
   found: np.ndarray
@@ -62,6 +93,10 @@ class VideoReconstruction:
   layout: layout_lib.ParameterLayout
   fps: float
   photo_camera: camera.Intrinsics
+  landmark_agreement: np.ndarray
+  refitted: np.ndarray
+  lost: np.ndarray
+  identity_frames: np.ndarray
 
 
 def read_video_frames(path: str, frame_step: int = 1):
@@ -110,76 +145,128 @@ def smooth_vectors(vectors: np.ndarray, layout: layout_lib.ParameterLayout,
   return smoothed
 
 
-def reconstruct_video(reconstructor, path: str, landmarker,
-                      frame_step: int = 1, smooth_sigma: float = 1.5,
-                      frame_config: fit.FitConfig = fit.FitConfig(
-                          base_steps=4, final_steps=30, fixed_identity=True),
-                      progress: bool = False) -> VideoReconstruction:
-  """Fits every sampled frame; the first frame with a face fixes identity.
+def _fit_frame(reconstructor, frame_config, frame, marks, confidence,
+               photo_camera, identity, previous):
+  """One frame of the second pass.
 
   Args:
-    reconstructor: a `reconstruct.Reconstructor` (its first face).
+    frame: (H, W, 3) uint8; marks: (68, 2) its tracked landmarks, photo
+      pixels; confidence: (68,).
+    identity: (size,) vector (expression 0), (N, 3) geometry and
+      reflectance offsets.
+    previous: the last kept (size,) vector, or None: start from the
+      landmarks.
+
+  Returns:
+    (size,) vector, its `landmark_agreement`, refitted, lost, (2, 3) crop
+    transform.
+  """
+  model, layout = reconstructor.model, fit.fit_layout(reconstructor.model)
+  vector0, geometry, reflectance = identity
+  transform = crop.crop_transform(marks)
+  image = jnp.asarray(crop.warp_crop(frame, transform), jnp.float32) / 255
+  crop_marks = jnp.asarray(crop.apply_transform(transform, marks),
+                           jnp.float32)
+  crop_camera = camera.crop_intrinsics(photo_camera, transform)
+  dense = reconstructor.dense_targets(frame, marks, transform)
+
+  def fit_from(start: np.ndarray):
+    start = network.Prediction(layout.split(jnp.asarray(start, jnp.float32)),
+                               jnp.asarray(geometry), jnp.asarray(reflectance))
+    params = jax.device_get(fit.fit_face(
+        model, crop_camera, image, crop_marks, confidence, frame_config,
+        start, dense).params)
+    return np.asarray(layout.join(params)), tracking.landmark_agreement(
+        model, params, geometry, photo_camera, marks)
+
+  def landmark_start() -> np.ndarray:
+    # The identity (and the last light) at the landmarks' pose.
+    rotation, translation = pose_start.landmark_pose(model, crop_camera,
+                                                     crop_marks, confidence)
+    start = (vector0 if previous is None else previous).copy()
+    for name, value in (('expression', 0.0), ('rotation', rotation),
+                        ('translation', translation)):
+      start[slice(*layout.offsets[name])] = value
+    return start
+
+  vector, agreement = fit_from(landmark_start() if previous is None else
+                               previous)
+  refitted = previous is not None and agreement > MAX_DISAGREEMENT
+  if refitted:
+    tried = fit_from(landmark_start())
+    vector, agreement = min((vector, agreement), tried, key=lambda t: t[1])
+  return (vector, agreement, refitted, agreement > MAX_DISAGREEMENT,
+          transform)
+
+
+def reconstruct_video(reconstructor, path: str, landmarker,
+                      frame_step: int = 1, smooth_sigma: float = 1.5,
+                      frame_config: fit.FitConfig = FRAME_CONFIG,
+                      progress: bool = False,
+                      identity_frames: int = IDENTITY_FRAMES
+                      ) -> VideoReconstruction:
+  """Reconstructs a video's tracked face with one identity (module doc).
+
+  Args:
+    reconstructor: a `reconstructor.Reconstructor` (its photo path makes the
+      identity; its dense landmarks, if any, are fitted in every frame).
     path: the video file.
-    landmarker: a `detection.FaceLandmarker`.
+    landmarker: a `detection.FaceLandmarker` (any object whose
+      `detect(frame)` gives `detection.Detection`s, largest first).
     frame_step: every n-th frame.
     smooth_sigma: std in sampled frames of the temporal Gaussian.
-    frame_config: the fitting of frames after the first.
-    progress: show a progress bar.
+    frame_config: the fitting of each frame (`fixed_identity`).
+    progress: show progress bars.
+    identity_frames: at most this many frames make the identity.
+
+  Raises:
+    ValueError: no face in any sampled frame.
   """
   import tqdm  # pylint: disable=g-import-not-at-top
   model = reconstructor.model
-  layout = fit.fit_layout(model)
-  rows = {k: [] for k in ('frames', 'found', 'vectors', 'landmarks',
-                          'crop_transforms')}
-  previous = None
-  for index, frame in tqdm.tqdm(read_video_frames(path, frame_step),
-                                unit='frame', disable=not progress):
-    faces = landmarker.detect(frame)
-    if faces:
-      face = faces[0]
-      if previous is None:
-        result = reconstructor.reconstruct_face(frame, face.landmarks,
-                                                face.point_confidence)
-        previous = (result.params, result.geometry_offsets,
-                    result.reflectance_offsets)
-        transform = result.crop_transform
-        photo_camera = camera.photo_intrinsics(reconstructor.intrinsics,
-                                               transform)
-      else:
-        transform = crop.crop_transform(face.landmarks)
-        image = crop.warp_crop(frame, transform).astype(np.float32) / 255
-        marks = crop.apply_transform(transform, face.landmarks)
-        start = network.Prediction(*previous)
-        fitted = fit.fit_face(model,
-                              camera.crop_intrinsics(photo_camera, transform),
-                              jnp.asarray(image), jnp.asarray(marks,
-                                                              jnp.float32),
-                              jnp.asarray(face.point_confidence),
-                              frame_config, start,
-                              reconstructor.dense_targets(
-                                  frame, face.landmarks, transform))
-        previous = jax.device_get((fitted.params, previous[1], previous[2]))
-      rows['landmarks'].append(face.landmarks)
-      rows['crop_transforms'].append(transform)
-    elif previous is not None:
-      rows['landmarks'].append(rows['landmarks'][-1])
-      rows['crop_transforms'].append(rows['crop_transforms'][-1])
-    else:
-      continue  # no face yet: nothing to carry over
-    rows['frames'].append(index)
-    rows['found'].append(bool(faces))
-    rows['vectors'].append(np.asarray(layout.join(previous[0])))
-  if previous is None:
+  track = tracking.track_faces(
+      model, read_video_frames(path, frame_step), landmarker, progress)
+  if not track.found.any():
     raise ValueError(f'{path}: no face found in any sampled frame')
-  raw = np.stack(rows['vectors'])
+  layout = fit.fit_layout(model)
+  chosen = tracking.choose_identity_frames(
+      track.yaw_degrees, track.sharpness, identity_frames)
+  faces = [reconstructor.reconstruct_face(frame, track.landmarks[k],
+                                          track.confidence[k])
+           for k, (_, frame) in enumerate(read_video_frames(path, frame_step))
+           if k in chosen]
+  identity = tracking.shared_identity(model, layout, faces)[:3]
+  first = int(np.argmax(track.found))
+  photo_camera = camera.photo_intrinsics(
+      reconstructor.intrinsics, crop.crop_transform(track.landmarks[first]))
+  rows, previous = [], None
+  for k, (_, frame) in enumerate(tqdm.tqdm(
+      read_video_frames(path, frame_step), total=len(track.frames),
+      unit='frame', disable=not progress)):
+    if k >= first and not track.found[k]:  # carried over
+      rows.append((previous, np.nan, False, False, rows[-1][4]))
+    elif k >= first:
+      row = _fit_frame(reconstructor, frame_config, frame,
+                       track.landmarks[k].astype(np.float64),
+                       jnp.asarray(track.confidence[k]), photo_camera,
+                       identity, previous)
+      previous = row[0] if not row[3] or previous is None else previous
+      rows.append((previous,) + row[1:])
+  vectors, agreement, refitted, lost, transforms = map(np.asarray,
+                                                       zip(*rows))
+  found = track.found[first:]
+  # A frame without a face repeats the previous one's landmarks.
+  carried = np.maximum.accumulate(np.where(found, np.arange(len(found)), 0))
   return VideoReconstruction(
-      frames=np.asarray(rows['frames']), found=np.asarray(rows['found']),
-      vectors=smooth_vectors(raw, layout, smooth_sigma), raw_vectors=raw,
-      landmarks=np.stack(rows['landmarks']).astype(np.float32),
-      crop_transforms=np.stack(rows['crop_transforms']),
-      geometry_offsets=np.asarray(previous[1]),
-      reflectance_offsets=np.asarray(previous[2]), layout=layout,
-      fps=video_fps(path) / frame_step, photo_camera=photo_camera)
+      frames=track.frames[first:], found=found,
+      vectors=smooth_vectors(vectors, layout, smooth_sigma),
+      raw_vectors=vectors, landmarks=track.landmarks[first:][carried],
+      crop_transforms=transforms, geometry_offsets=identity[1],
+      reflectance_offsets=identity[2], layout=layout,
+      fps=video_fps(path) / frame_step, photo_camera=photo_camera,
+      landmark_agreement=agreement.astype(np.float64),
+      refitted=refitted.astype(bool), lost=lost.astype(bool),
+      identity_frames=track.frames[chosen])
 
 
 def video_files(model: fm.FaceModel, path: str, video: VideoReconstruction,
@@ -188,9 +275,10 @@ def video_files(model: fm.FaceModel, path: str, video: VideoReconstruction,
   """parameters.npz, identity_final.ply, overlay.mp4 and the animation
   files (`animation.video_files`) of a video.
 
-  With the model's blendshape `rig`, parameters.npz holds the per-frame
-  ARKit weights of the smoothed expressions too ('arkit_weights' (T, K),
-  'arkit_names' (K,)).
+  parameters.npz holds the `VideoReconstruction`'s arrays (per frame:
+  'found', 'landmark_agreement', 'refitted', 'lost', ...); with the model's
+  blendshape `rig`, the per-frame ARKit weights of the smoothed
+  expressions too ('arkit_weights' (T, K), 'arkit_names' (K,)).
   """
   import cv2  # pylint: disable=g-import-not-at-top
   source_fps = video.fps * frame_step
@@ -201,6 +289,9 @@ def video_files(model: fm.FaceModel, path: str, video: VideoReconstruction,
       arkit_weights=weights, arkit_names=np.asarray(rig.names))
   buffer = io.BytesIO()
   np.savez(buffer, **named_weights, frames=video.frames, found=video.found,
+           landmark_agreement=video.landmark_agreement,
+           refitted=video.refitted, lost=video.lost,
+           identity_frames=video.identity_frames,
            vectors=video.vectors, raw_vectors=video.raw_vectors,
            landmarks=video.landmarks, crop_transforms=video.crop_transforms,
            geometry_offsets=video.geometry_offsets,
