@@ -210,6 +210,12 @@ def test_bfm09_loader_errors_name_the_problem(tmp_path):
   scipy.io.savemat(partial, {'meanshape': np.zeros((1, 9))})
   with pytest.raises(ValueError, match='missing idBase'):
     fm.load_face_model(f'bfm09:{partial}')
+  words = os.path.join(tmp_path, 'words.mat')
+  contents = write_synthetic_bfm(words)
+  scipy.io.savemat(words, dict(contents, tri=np.array(['x', 'y'])))
+  with pytest.raises(ValueError, match='words.mat: tri holds <U1 values, '
+                     'not numbers'):
+    fm.load_face_model(f'bfm09:{words}')
   for spec in ('bfm', 'bfm09', 'ict:extra', 'flame:x.npz'):
     with pytest.raises(ValueError, match='unknown face model'):
       fm.load_face_model(spec)

@@ -307,3 +307,14 @@ def test_an_8000_by_6000_photo_fits_in_bounded_memory(tmp_path):
   overlay = image_io.load_photo(str(tmp_path / 'out' / 'large' /
                                     'overlay.png'))
   assert overlay.shape == (6000, 8000, 3)  # the photo's own resolution
+
+
+def test_an_earlier_runs_results_inside_the_input_are_not_inputs(tmp_path):
+  photos = _photos(tmp_path / 'photos', ['face.jpg'])
+  earlier = photos / 'out' / 'face'
+  earlier.mkdir(parents=True)
+  shutil.copy(TAKEO, earlier / 'overlay.jpg')
+  jobs = reconstruct.resolve_inputs([str(photos)], str(photos / 'out')).jobs
+  assert [job.name for job in jobs] == ['face']
+  # Without the output named, the earlier overlay is a photo like any other.
+  assert len(reconstruct.resolve_inputs([str(photos)]).jobs) == 2

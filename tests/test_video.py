@@ -97,7 +97,8 @@ def write_clip(path, frames):
 
 @pytest.fixture(scope='module')
 def clip(ict_model, tmp_path_factory):
-  """(video, true landmarks per frame, true shape) of the synthetic clip."""
+  """(video, true landmarks per frame, true shape, the clip's path) of the
+  synthetic clip."""
   model = ict_model
   keys = jax.random.split(jax.random.PRNGKey(5), 2)
   shape = 0.8 * jax.random.normal(keys[0], (model.num_shape,)) * (
@@ -123,11 +124,11 @@ def clip(ict_model, tmp_path_factory):
   video = video_lib.reconstruct_video(
       reconstructor, path, FakeLandmarker(frames, detections),
       identity_frames=3)
-  return video, np.stack(truth), np.asarray(shape)
+  return video, np.stack(truth), np.asarray(shape), path
 
 
 def test_identity_comes_from_the_frontal_frames(clip, ict_model):
-  video, _, shape = clip
+  video, _, shape, _ = clip
   assert len(video.identity_frames) == 3
   assert 0 not in video.identity_frames.tolist()
   start, stop = video.layout.offsets['shape']
@@ -140,7 +141,7 @@ def test_identity_comes_from_the_frontal_frames(clip, ict_model):
 
 
 def test_a_moving_face_is_followed_on_every_frame(clip):
-  video, _, _ = clip
+  video, _, _, _ = clip
   found = video.found
   assert found.tolist() == [k != NO_FACE for k in range(len(YAWS))]
   agreement = video.landmark_agreement
@@ -157,7 +158,7 @@ def test_a_moving_face_is_followed_on_every_frame(clip):
 
 
 def test_a_frame_no_fit_explains_is_refitted_then_lost(clip):
-  video, _, _ = clip
+  video, _, _, _ = clip
   assert video.refitted[SHUFFLED] and video.lost[SHUFFLED]
   assert video.landmark_agreement[SHUFFLED] > video_lib.MAX_DISAGREEMENT
   np.testing.assert_array_equal(video.raw_vectors[SHUFFLED],
@@ -165,10 +166,30 @@ def test_a_frame_no_fit_explains_is_refitted_then_lost(clip):
 
 
 def test_the_tracked_face_is_the_one_nearest_the_previous(clip):
-  video, truth, _ = clip
+  video, truth, _, _ = clip
   found = video.found & (np.arange(len(video.found)) != SHUFFLED)
   np.testing.assert_allclose(video.landmarks[found], truth[found],
                              atol=1e-4)
+
+
+def test_the_overlay_video_is_read_back_or_refused(clip, ict_model,
+                                                   tmp_path, monkeypatch):
+  import cv2  # pylint: disable=g-import-not-at-top
+  video, _, _, path = clip
+  files = video_lib.video_files(ict_model, path, video, 1)
+  written = tmp_path / 'overlay.mp4'
+  written.write_bytes(files['overlay.mp4'])
+  capture = cv2.VideoCapture(str(written))
+  assert int(capture.get(cv2.CAP_PROP_FRAME_COUNT)) == len(YAWS)
+  capture.release()
+  # A temporary folder OpenCV cannot write into is an error, not a few
+  # unplayable bytes.
+  handle = os.open(tmp_path / 'placeholder', os.O_CREAT | os.O_WRONLY)
+  missing = str(tmp_path / 'gone' / 'overlay.mp4')
+  monkeypatch.setattr(video_lib.tempfile, 'mkstemp',
+                      lambda suffix: (handle, missing))
+  with pytest.raises(OSError, match='cannot write the overlay video'):
+    video_lib.video_files(ict_model, path, video, 1)
 
 
 def test_nearest_face_and_identity_frames():

@@ -50,6 +50,10 @@ def load(path: str) -> Dict[str, Any]:
   if missing:
     raise ValueError(f'{path}: not a BFM_model_front.mat file, missing '
                      f'{", ".join(missing)}')
+  for key in _BFM_KEYS:
+    if not np.issubdtype(np.asarray(data[key]).dtype, np.number):
+      raise ValueError(f'{path}: {key} holds {np.asarray(data[key]).dtype} '
+                       'values, not numbers')
   mean = data['meanshape'].astype(np.float64).reshape(-1, 3) * DM_TO_MM
   mean -= mean.mean(axis=0, keepdims=True)
   count = len(mean)

@@ -47,13 +47,17 @@ def _unique_names(jobs: List[Job]) -> List[Job]:
   return jobs
 
 
-def resolve_inputs(entries: Sequence[str]) -> Inputs:
+def resolve_inputs(entries: Sequence[str],
+                   output: Optional[str] = None) -> Inputs:
   """Photos and videos named by paths, folders, lists or sample:<name>.
 
   A photo's result folder is its path under the folder given as input
   (`photos/a/face.jpg` from `--input=photos` -> `a/face`), else its stem;
-  names that would collide are made unique (`_unique_names`).
+  names that would collide are made unique (`_unique_names`). Files inside
+  the `output` folder (an earlier run's overlays and pictures, when it lies
+  inside an input folder) are not inputs.
   """
+  inside = (os.path.join(os.path.realpath(output), '') if output else None)
   jobs, errors, seen = [], [], set()
   bundled = samples.sample_faces()
   for entry in entries:
@@ -70,6 +74,8 @@ def resolve_inputs(entries: Sequence[str]) -> Inputs:
                for problem in problems]
     root = os.path.abspath(entry) if os.path.isdir(entry) else None
     for item in items:
+      if inside and os.path.realpath(item.source).startswith(inside):
+        continue
       relative = (os.path.relpath(item.source, root) if root else
                   os.path.basename(item.source))
       # The same file named by two inputs (or through a link) is done once.
@@ -190,7 +196,7 @@ def reconstruct_inputs(reconstructor: reconstructor_lib.Reconstructor,
     progress: show progress bars.
   """
   import tqdm  # pylint: disable=g-import-not-at-top
-  inputs = resolve_inputs(entries)
+  inputs = resolve_inputs(entries, output)
   failed = []
   for line in inputs.errors:
     failed.append(line)

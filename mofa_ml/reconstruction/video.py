@@ -317,6 +317,10 @@ def video_files(model: fm.FaceModel, path: str, video: VideoReconstruction,
         os.close(handle)
         writer = cv2.VideoWriter(temporary, cv2.VideoWriter_fourcc(*'mp4v'),
                                  video.fps, (frame.shape[1], frame.shape[0]))
+        if not writer.isOpened():
+          raise OSError(f'{path}: cannot write the overlay video into '
+                        f'{os.path.dirname(temporary)}')
+        written = 0
       picture = frame
       if index in by_frame:
         k = by_frame[index]
@@ -329,8 +333,18 @@ def video_files(model: fm.FaceModel, path: str, video: VideoReconstruction,
         picture = outputs.overlay_on_photo(model, frame, face, final,
                                            video.photo_camera)
       writer.write(cv2.cvtColor(picture, cv2.COLOR_RGB2BGR))
+      written += 1
     writer.release()
     writer = None
+    # OpenCV's writer reports no failure (a full disk leaves a few
+    # unplayable bytes): the file is read back and its frames counted.
+    check = cv2.VideoCapture(temporary)
+    held = int(check.get(cv2.CAP_PROP_FRAME_COUNT)) if check.isOpened() else 0
+    check.release()
+    if held != written:
+      raise OSError(f'{path}: the overlay video holds {held} of its '
+                    f'{written} frames (is {os.path.dirname(temporary)} '
+                    'full?)')
     with open(temporary, 'rb') as f:
       files['overlay.mp4'] = f.read()
   finally:
