@@ -231,10 +231,11 @@ def _video_table(videos: Dict) -> List[str]:
     counts = clip.get('video_path_frames')
     if counts:
       notes.append(
-          f'{name}, video path: {counts["without_face"]} frames without a '
-          f'face, {counts["refitted"]} refitted, {counts["lost"]} lost; '
-          f'identity from frames {counts["identity_frames"]}.')
-  return lines + ([''] + notes if notes else [])
+          f'{name}: {counts["without_face"]} frames without a face, '
+          f'{counts["refitted"]} refitted, {counts["lost"]} lost, identity '
+          f'from frames {counts["identity_frames"]}')
+  return lines + (['', 'Video path: ' + '; '.join(notes) + '.'] if notes
+                  else [])
 
 
 def _scan_protocol(results: Dict) -> List[str]:
