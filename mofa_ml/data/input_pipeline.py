@@ -41,6 +41,11 @@ def dataset_builder(name: str, data_dir: Optional[str] = None):
         'smoke, benchmark and default)') from None
 
 
+# The splits this package's datasets have (a prepared set of photos may
+# lack 'test' or 'validation': checked against the built set).
+SPLITS = ('train', 'validation', 'test')
+
+
 def load_source(name: str, split: str, data_dir: Optional[str] = None,
                 prepare: bool = True):
   """A random-access TFDS data source, prepared on first use if asked.
@@ -55,6 +60,8 @@ def load_source(name: str, split: str, data_dir: Optional[str] = None,
   Raises:
     ValueError: unknown dataset or split, or not prepared and not asked to.
   """
+  if split not in SPLITS:  # checked before minutes of preparing
+    raise ValueError(f'split is {", ".join(SPLITS)}, not {split!r}')
   builder = dataset_builder(name, data_dir)
   if not builder.is_prepared():
     if not prepare:
