@@ -316,5 +316,9 @@ def test_an_earlier_runs_results_inside_the_input_are_not_inputs(tmp_path):
   shutil.copy(TAKEO, earlier / 'overlay.jpg')
   jobs = reconstruct.resolve_inputs([str(photos)], str(photos / 'out')).jobs
   assert [job.name for job in jobs] == ['face']
-  # Without the output named, the earlier overlay is a photo like any other.
+  # Without the output named, the earlier overlay is a photo like any other;
+  # so is a file inside the output folder named as an input itself.
   assert len(reconstruct.resolve_inputs([str(photos)]).jobs) == 2
+  named = str(earlier / 'overlay.jpg')
+  assert len(reconstruct.resolve_inputs([named],
+                                        str(photos / 'out')).jobs) == 1

@@ -53,9 +53,9 @@ def resolve_inputs(entries: Sequence[str],
 
   A photo's result folder is its path under the folder given as input
   (`photos/a/face.jpg` from `--input=photos` -> `a/face`), else its stem;
-  names that would collide are made unique (`_unique_names`). Files inside
-  the `output` folder (an earlier run's overlays and pictures, when it lies
-  inside an input folder) are not inputs.
+  names that would collide are made unique (`_unique_names`). When an
+  input folder holds the `output` folder, the files found in the output
+  folder (an earlier run's overlays and pictures) are not inputs.
   """
   inside = (os.path.join(os.path.realpath(output), '') if output else None)
   jobs, errors, seen = [], [], set()
@@ -73,8 +73,11 @@ def resolve_inputs(entries: Sequence[str],
     errors += [problem.replace(': not found', ': file not found')
                for problem in problems]
     root = os.path.abspath(entry) if os.path.isdir(entry) else None
+    # Walking a folder that holds the output folder skips what is in it.
+    skip = inside if root and inside and inside.startswith(
+        os.path.join(os.path.realpath(root), '')) else None
     for item in items:
-      if inside and os.path.realpath(item.source).startswith(inside):
+      if skip and os.path.realpath(item.source).startswith(skip):
         continue
       relative = (os.path.relpath(item.source, root) if root else
                   os.path.basename(item.source))
