@@ -61,7 +61,8 @@ def load_source(name: str, split: str, data_dir: Optional[str] = None,
     ValueError: unknown dataset or split, or not prepared and not asked to.
   """
   if split not in SPLITS:  # checked before minutes of preparing
-    raise ValueError(f'split is {", ".join(SPLITS)}, not {split!r}')
+    raise ValueError(f'dataset {name!r} has no split {split!r}; splits are '
+                     f'{", ".join(SPLITS)}')
   builder = dataset_builder(name, data_dir)
   if not builder.is_prepared():
     if not prepare:
