@@ -31,6 +31,7 @@ import jax.numpy as jnp
 import numpy as np
 import scipy.io
 
+from mofa_ml import metrics
 from mofa_ml import samples
 from mofa_ml.data import crop
 from mofa_ml.facemodel import landmarks as lm
@@ -261,7 +262,7 @@ def evaluate_photo(model, reconstructor, landmarker, photo: Photo,
   row = {'set': photo.set, 'name': photo.name,
          'yaw_degrees': round(photo.yaw_degrees, 2),
          'yaw_bin': yaw_bin(photo.yaw_degrees),
-         'box_px': round(real_scoring.box_size(photo.truth), 2),
+         'box_px': round(metrics.box_size(photo.truth), 2),
          'found': fitted is not None}
   if fitted is not None:
     row['nme'] = landmark_errors(fitted, photo.truth)

@@ -43,21 +43,15 @@ _CANDIDATES = 16
 ALBEDO_COVER_MM = 10.0
 
 
-def box_size(points: np.ndarray) -> float:
-  """sqrt(w h) of the bounding box of (K, 2) points, pixels."""
-  points = np.asarray(points, np.float64)
-  extent = points.max(axis=0) - points.min(axis=0)
-  return float(np.sqrt(extent[0] * extent[1]))
-
-
 def nme(points: np.ndarray, truth: np.ndarray) -> float:
-  """Mean distance of (K, 2) points to the truth over `box_size(truth)`."""
+  """Mean distance of (K, 2) points to the truth over
+  `metrics.box_size(truth)`."""
   points, truth = np.asarray(points, np.float64), np.asarray(truth,
                                                             np.float64)
   if points.shape != truth.shape:
     raise ValueError(f'shapes differ: {points.shape} vs {truth.shape}')
   return float(np.linalg.norm(points - truth, axis=1).mean() /
-               box_size(truth))
+               metrics.box_size(truth))
 
 
 def _closest_on_triangles(points, a, b, c):

@@ -39,6 +39,7 @@ from typing import Dict
 import jax.numpy as jnp
 import numpy as np
 
+from mofa_ml import metrics
 from mofa_ml.facemodel import arkit
 from mofa_ml.facemodel import levels
 from mofa_ml.reconstruction import video as video_lib
@@ -102,7 +103,7 @@ def landmark_distance(tracks: np.ndarray, detected: np.ndarray) -> Dict:
   """{'median', 'p95'} over frames of each frame's median distance of
   (T, 68, 2) points to the detections, over sqrt(w h) of their box."""
   per_frame = [np.median(np.linalg.norm(t - d, axis=1)) /
-               real_scoring.box_size(d) for t, d in zip(tracks, detected)]
+               metrics.box_size(d) for t, d in zip(tracks, detected)]
   return {'median': float(np.median(per_frame)),
           'p95': float(np.percentile(per_frame, 95))}
 
@@ -150,7 +151,7 @@ def evaluate_clip(model, reconstructor, landmarker, path: str,
   found = np.asarray(video.found) & np.asarray(
       [p is not None for p in per_frame])[np.asarray(video.frames)]
   detected = np.asarray(video.landmarks, np.float64)
-  boxes = np.asarray([real_scoring.box_size(d) for d in detected])
+  boxes = np.asarray([metrics.box_size(d) for d in detected])
   tracks = {
       'detector': detected,
       'video_path': _video_landmarks(model, video, video.vectors),

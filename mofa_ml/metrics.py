@@ -213,6 +213,14 @@ def landmark_nme(predicted: jax.Array, ground_truth: jax.Array) -> jax.Array:
                   axis=-1) / lm.outer_eye_distance(ground_truth)
 
 
+def box_size(points: np.ndarray) -> float:
+  """sqrt(w h) of the bounding box of (K, 2) points, pixels: the face-box
+  normaliser of landmark errors (AFLW2000-3D's NME, a video's drift)."""
+  points = np.asarray(points, np.float64)
+  extent = points.max(axis=0) - points.min(axis=0)
+  return float(np.sqrt(extent[0] * extent[1]))
+
+
 def _points(points, name: str) -> np.ndarray:
   points = np.asarray(points, np.float64)
   if points.ndim != 2 or points.shape[1] != 3 or not len(points):

@@ -5,6 +5,8 @@ import numpy as np
 import pytest
 from scipy.spatial.transform import Rotation
 
+from mofa_ml import metrics
+
 from experiments import real_photos
 from experiments import real_scans
 from experiments import real_scoring
@@ -142,7 +144,7 @@ def test_crop_keeps_points_within_the_radius():
 def test_nme_is_normalised_by_the_truth_box():
   truth = np.array([[10.0, 20.0], [50.0, 20.0], [10.0, 110.0],
                     [30.0, 60.0]])
-  assert real_scoring.box_size(truth) == pytest.approx(60.0)
+  assert metrics.box_size(truth) == pytest.approx(60.0)
   shifted = truth + np.array([3.0, 4.0])
   assert real_scoring.nme(shifted, truth) == pytest.approx(5.0 / 60.0)
   with pytest.raises(ValueError):

@@ -71,10 +71,13 @@ class Reconstructor:
     if fit_config is not None and fit_config.dense_weight > 0:
       registration = dense_registration.load_dense_registration()
       self.dense_landmarker = dense_lib.DenseLandmarker()
-      self.dense_embedding = (
-          np.asarray(model.triangles)[registration.triangles],
-          registration.barycentrics,
-          dense_registration.point_weights(registration))
+      # Where the points sit on the mesh, once: each face adds its points.
+      self.dense_embedding = least_squares.DenseTargets(
+          points=None,
+          weight=jnp.asarray(dense_registration.point_weights(registration)),
+          vertices=jnp.asarray(
+              np.asarray(model.triangles)[registration.triangles], jnp.int32),
+          barycentrics=jnp.asarray(registration.barycentrics))
 
   def dense_targets(self, photo: np.ndarray, landmarks: np.ndarray,
                     transform: np.ndarray
@@ -87,11 +90,8 @@ class Reconstructor:
     found = self.dense_landmarker(photo, landmarks)
     if found.presence < MIN_DENSE_PRESENCE:
       return None
-    vertices, barycentrics, weight = self.dense_embedding
-    return least_squares.DenseTargets(
-        jnp.asarray(crop.apply_transform(transform, found.points),
-                    jnp.float32), jnp.asarray(weight, jnp.float32),
-        jnp.asarray(vertices, jnp.int32), jnp.asarray(barycentrics))
+    return self.dense_embedding._replace(points=jnp.asarray(
+        crop.apply_transform(transform, found.points), jnp.float32))
 
   def is_face(self, photo: np.ndarray, landmarks: np.ndarray) -> bool:
     """Whether the face-mesh network sees a face at these (68, 2) detected

@@ -15,6 +15,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from mofa_ml import metrics
 from mofa_ml.data import crop
 from mofa_ml.facemodel import face_model as fm
 from mofa_ml.facemodel import layout as layout_lib
@@ -33,9 +34,9 @@ YAW_PER_SHARPNESS_HALVING = 10.0
 
 
 def face_size(landmarks: np.ndarray) -> float:
-  """sqrt(w h) of the box of (68, 2) landmarks, pixels."""
-  width, height = np.ptp(np.asarray(landmarks, np.float64), axis=0)
-  return float(np.sqrt(max(width * height, 1e-12)))
+  """`metrics.box_size` of (68, 2) landmarks, pixels, at least 1e-6 (a
+  divisor)."""
+  return max(metrics.box_size(landmarks), 1e-6)
 
 
 def nearest_face(detections: List, previous: Optional[np.ndarray]):
