@@ -76,6 +76,9 @@ USAGE_CASES = [
     ('reconstruct', ['--fit_steps=1000000,1', '--input=x', '--output=y'],
      'mofa reconstruct: --fit_steps must be at most 240,1200 with '
      '--fit_solver=gauss_newton, got 1000000,1'),
+    ('reconstruct', ['--input=', '--output=y'],
+     'mofa reconstruct: --input is empty; name a photo, folder, video or '
+     'list'),
     ('eval', ['--batch_size=0', '--output=y'],
      'mofa eval: --batch_size and --limit must be positive'),
     ('prepare', ['--input=x'],

@@ -102,6 +102,9 @@ def main(argv):
     fit_config = dataclasses.replace(fit_config, dense_weight=0.0)
   if _FRAME_STEP.value < 1:
     raise app.UsageError('--frame_step must be at least 1')
+  if not all(entry.strip() for entry in _INPUT.value):
+    raise app.UsageError('--input is empty; name a photo, folder, video or '
+                         'list')
   if not 0.0 <= _SMOOTH.value <= MAX_SMOOTH_FRAMES:
     raise app.UsageError(f'--smooth_frames must be 0 to {MAX_SMOOTH_FRAMES:g} '
                          f'frames, got {_SMOOTH.value}')
@@ -138,11 +141,25 @@ def main(argv):
     fail('stopped')
   write_error = lambda line: tqdm.tqdm.write(f'mofa reconstruct: {line}',
                                              file=sys.stderr)
-  summary = reconstruct.reconstruct_inputs(
-      reconstructor, landmarker, _INPUT.value, output, faces=_FACES.value,
-      overwrite=_OVERWRITE.value, frame_step=_FRAME_STEP.value,
-      smooth_frames=_SMOOTH.value, report=tqdm.tqdm.write, fail=write_error,
-      stop=stop, progress=True)
+  try:
+    summary = reconstruct.reconstruct_inputs(
+        reconstructor, landmarker, _INPUT.value, output, faces=_FACES.value,
+        overwrite=_OVERWRITE.value, frame_step=_FRAME_STEP.value,
+        smooth_frames=_SMOOTH.value, report=tqdm.tqdm.write,
+        fail=write_error, stop=stop, progress=True)
+  except KeyboardInterrupt:
+    # The second signal: the input in progress is dropped (a result folder
+    # is written whole or not at all); the folders before it stay.
+    number = stop.signal or signal.SIGINT
+    if created and os.path.isdir(output) and not os.listdir(output):
+      os.rmdir(output)
+    print(f'mofa reconstruct: stopped at once by {signal.Signals(number).name}'
+          '; the input in progress was not written', file=sys.stderr)
+    sys.stdout.flush()
+    sys.stderr.flush()
+    # An XLA compilation interrupted this way can crash the interpreter's
+    # shutdown (a segmentation fault after the line): skip it.
+    os._exit(128 + number)  # pylint: disable=protected-access
   if summary.failed:
     print(f'mofa reconstruct: {len(summary.failed)} input(s) failed:',
           file=sys.stderr)

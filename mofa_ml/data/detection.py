@@ -29,6 +29,10 @@ import numpy as np
 
 from mofa_ml.facemodel import landmarks as lm
 
+# A photo narrower than this cannot show a face of prepare's
+# `min_eye_distance_px` (and makes OpenCV's resizing fail outright).
+MIN_PHOTO_SIDE = 32
+
 # Measured on 101 head renders (`data/head.py`, seeds 11-13, the ladder's
 # steps e and f; the 85 without a gross failure): within a face, the
 # inverse error variance of the points with d < 0.01 is 2.2 times the

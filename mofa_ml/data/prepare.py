@@ -34,9 +34,7 @@ from mofa_ml.data import faces_dataset
 from mofa_ml.data import inputs as inputs_lib
 from mofa_ml.facemodel import landmarks as lm
 
-# A photo narrower than this cannot show a face of `min_eye_distance_px`
-# (and makes OpenCV's resizing fail outright).
-MIN_PHOTO_SIDE = 32
+MIN_PHOTO_SIDE = detection.MIN_PHOTO_SIDE
 
 
 @dataclasses.dataclass(frozen=True)

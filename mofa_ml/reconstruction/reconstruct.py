@@ -15,6 +15,7 @@ from typing import Callable, Dict, List, NamedTuple, Optional, Sequence
 
 from mofa_ml import image_io
 from mofa_ml import samples
+from mofa_ml.data import detection as detection_lib
 from mofa_ml.data import inputs as inputs_lib
 from mofa_ml.export import meshes
 from mofa_ml.export import outputs
@@ -152,6 +153,10 @@ def detect_faces(landmarker, path: str, faces: Optional[str],
     ValueError / FileNotFoundError: naming the photo and the problem.
   """
   photo = image_io.load_photo(path)
+  height, width = photo.shape[:2]
+  if min(height, width) < detection_lib.MIN_PHOTO_SIDE:
+    raise ValueError(f'{path}: too small to hold a face ({width} x {height} '
+                     'px)')
   found = landmarker.detect(photo)
   detections = [d for d in found
                 if is_face is None or is_face(photo, d.landmarks)]
