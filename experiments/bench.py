@@ -192,7 +192,8 @@ def alexnet_layer_profile(batch: int, peak_gflops: float,
 
 def time_training(trainer: train.Trainer, batch_sizes,
                   min_seconds: float = 1.0) -> list:
-  """Stage-2 steps/s per batch size (all loss terms, both levels)."""
+  """Stage-2 steps/s per batch size (all loss terms, both levels), with
+  the batch drawn inside the step for an on-device config."""
   setup = trainer.setup
   model, size = setup.face_model, setup.image_size
   # The mean face where the untrained network puts it.
@@ -205,24 +206,33 @@ def time_training(trainer: train.Trainer, batch_sizes,
   for batch in batch_sizes:
     if batch % jax.device_count():
       continue
-    data = jax.device_put({
-        'image': np.full((batch, size, size, 3), 128, np.uint8),
-        'landmarks': np.broadcast_to(np.asarray(pixels), (batch, 68, 2)),
-        'landmark_confidence': np.ones((batch, 68), np.float32),
-    }, trainer.data_sharding)
-    state = trainer.new_state(setup.init_params(jax.random.PRNGKey(0)),
-                              stage, 0)
-    step = trainer.train_step(stage)
+    timed, data = trainer, None
+    if trainer.distribution is not None:
+      # On-device data: the step draws (and renders) its own batch, of the
+      # config's size.
+      config = trainer.config.copy_and_resolve_references()
+      config.batch_size = batch
+      timed = train.Trainer(config)
+    else:
+      data = jax.device_put({
+          'image': np.full((batch, size, size, 3), 128, np.uint8),
+          'landmarks': np.broadcast_to(np.asarray(pixels), (batch, 68, 2)),
+          'landmark_confidence': np.ones((batch, 68), np.float32),
+      }, trainer.data_sharding)
+    state = timed.new_state(setup.init_params(jax.random.PRNGKey(0)),
+                            stage, 0)
+    step = timed.train_step(stage)
     for _ in range(2):  # compile and warm up
-      state, terms = step(state, data, trainer.constants)
+      state, terms = step(state, data, timed.constants)
     jax.block_until_ready(terms)
     count, start = 0, time.perf_counter()
     while count < 3 or time.perf_counter() - start < min_seconds:
-      state, terms = step(state, data, trainer.constants)
+      state, terms = step(state, data, timed.constants)
       jax.block_until_ready(terms)
       count += 1
     seconds = (time.perf_counter() - start) / count
     rows.append({'batch': batch, 'stage': stage + 1,
+                 'data': 'on_device' if data is None else 'fixed batch',
                  'steps_per_s': 1 / seconds,
                  'images_per_s': batch / seconds})
     print(f'  training stage {stage + 1}, batch {batch}: {1 / seconds:.2f} '

@@ -81,6 +81,7 @@ from mofa_ml.data import detection
 from mofa_ml.facemodel import face_model as fm
 from mofa_ml.facemodel import landmarks as lm
 from mofa_ml.fitting import fit
+from mofa_ml.learning import regressor as regressor_lib
 from mofa_ml.reconstruction import reconstructor as reconstructor_lib
 
 from experiments import real_photos
@@ -118,6 +119,12 @@ def _define_flags():
                     'Fitter overrides to compare against the default, '
                     'name=value: a FitConfig field (landmark_noise_px=0) or '
                     'a base-loss field or weight (base_loss.photo=0.5).')
+  flags.DEFINE_string('checkpoint', '',
+                      'A trained regressor (training workdir or weights '
+                      '.npz) whose prediction starts every fit.')
+  flags.DEFINE_bool('regressor_only', False,
+                    'Score the --checkpoint regressor alone (no fitting: '
+                    '`mofa reconstruct --nofit`).')
 
 
 class _Cache:
@@ -133,7 +140,11 @@ class _Cache:
             self.rows[entry['key']] = entry['row']
 
   def get(self, key, make):
-    key = f'v{_CACHE_VERSION}:{",".join(FLAGS.fit)}:{key}'
+    method = ','.join(FLAGS.fit)
+    if FLAGS.checkpoint:
+      method += f'|{os.path.abspath(FLAGS.checkpoint)}' + (
+          '|alone' if FLAGS.regressor_only else '')
+    key = f'v{_CACHE_VERSION}:{method}:{key}'
     self.hits += key in self.rows
     if key not in self.rows:
       self.rows[key] = make()
@@ -353,8 +364,13 @@ def main(argv):
   compilation_cache.enable()
   started = time.time()
   model = fm.load_face_model()
-  reconstructor = reconstructor_lib.Reconstructor(model, None,
-                                            fit_config(FLAGS.fit))
+  if FLAGS.regressor_only and not FLAGS.checkpoint:
+    raise app.UsageError('--regressor_only needs --checkpoint')
+  regressor = (regressor_lib.Regressor.load(FLAGS.checkpoint)
+               if FLAGS.checkpoint else None)
+  reconstructor = reconstructor_lib.Reconstructor(
+      model, regressor, None if FLAGS.regressor_only else
+      fit_config(FLAGS.fit))
   reconstructor.rig = None  # animation outputs only (module docstring)
   landmarker = detection.FaceLandmarker()
   cache = _Cache(FLAGS.cache)
@@ -364,6 +380,8 @@ def main(argv):
   results = {
       'command': ' '.join(['python -m experiments.real'] + sys.argv[1:]),
       'fit_overrides': FLAGS.fit,
+      'regressor': FLAGS.checkpoint or None,
+      'regressor_only': FLAGS.regressor_only,
       'protocol': {'crop_mm': real_scoring.CROP_MM,
                    'distance': 'scan point to mesh, exact point-to-triangle',
                    'alignment': '51-landmark similarity, then similarity '

@@ -94,7 +94,7 @@ def test_train_refuses_an_unknown_config_name_in_one_line(tmp_path):
                     f'--workdir={tmp_path / "run"}', cwd=tmp_path)
   assert result.returncode != 0
   assert result.stderr.strip() == (
-      "mofa train: unknown config 'foo': choose one of default, paper, "
-      'paper_stage1, paper_stage2, smoke, synthetic or give a path to a .py '
-      'file')
+      "mofa train: unknown config 'foo': choose one of default, on_device, "
+      'paper, paper_stage1, paper_stage2, smoke, synthetic or give a path to '
+      'a .py file')
   assert not (tmp_path / 'run').exists()

@@ -51,3 +51,38 @@ def test_missing_and_foreign_checkpoints_are_named(tmp_path):
       meta.write_text('{"something": "else"}')
   with pytest.raises(ValueError, match='not a mofa_ml checkpoint'):
     regressor_lib.Regressor.load(str(broken))
+
+
+def test_a_weights_file_predicts_as_its_checkpoint_and_is_checked(tmp_path):
+  regressor = regressor_lib.Regressor.load(
+      os.path.join(DATA, 'checkpoint_0_1_0'))
+  path = str(tmp_path / 'weights.npz')
+  regressor.save_weights(path)
+  loaded = regressor_lib.Regressor.load(path)
+  assert loaded.config.to_dict() == regressor.config.to_dict()
+  images = np.random.default_rng(1).uniform(
+      0, 1, (2, 240, 240, 3)).astype(np.float32)
+  expected, actual = regressor.predict(images), loaded.predict(images)
+  # float16 weights: the outputs move by float16's relative precision.
+  np.testing.assert_allclose(
+      jax.vmap(loaded.layout.join)(actual.params),
+      jax.vmap(regressor.layout.join)(expected.params), rtol=0.02, atol=0.02)
+  with pytest.raises(FileExistsError):
+    regressor.save_weights(path)
+  with pytest.raises(ValueError, match='ends in .npz'):
+    regressor.save_weights(str(tmp_path / 'weights.bin'))
+  with pytest.raises(ValueError, match='weights file not found'):
+    regressor_lib.Regressor.load(str(tmp_path / 'missing.npz'))
+  garbage = tmp_path / 'garbage.npz'
+  garbage.write_bytes(b'not a zip')
+  with pytest.raises(ValueError, match='not a weights file of this package'):
+    regressor_lib.Regressor.load(str(garbage))
+  # Another network's parameters are named, not loaded.
+  with np.load(path) as stored:
+    arrays = dict(stored)
+  name = next(n for n in arrays if n.startswith('params/'))
+  arrays[name] = arrays[name][..., :1]
+  other = tmp_path / 'other.npz'
+  np.savez(other, **arrays)
+  with pytest.raises(ValueError, match='shape'):
+    regressor_lib.Regressor.load(str(other))

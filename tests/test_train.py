@@ -86,7 +86,7 @@ def test_every_config_loads_with_the_default_fields():
 
 
 def test_configs_load_by_name_or_path_alike(tmp_path, monkeypatch):
-  assert configs.names() == ('default', 'paper', 'paper_stage1',
+  assert configs.names() == ('default', 'on_device', 'paper', 'paper_stage1',
                              'paper_stage2', 'smoke', 'synthetic')
   for spec in ('smoke', 'synthetic:light'):
     name, _, argument = spec.partition(':')
@@ -104,8 +104,9 @@ def test_configs_load_by_name_or_path_alike(tmp_path, monkeypatch):
   assert configs.load_config('smoke').batch_size == 5
   assert configs.load_config('smoke.py').batch_size == 7
   with pytest.raises(ValueError, match=(
-      "unknown config 'smok': choose one of default, paper, paper_stage1, "
-      'paper_stage2, smoke, synthetic or give a path to a .py file')):
+      "unknown config 'smok': choose one of default, on_device, paper, "
+      'paper_stage1, paper_stage2, smoke, synthetic or give a path to a .py '
+      'file')):
     configs.load_config('smok')
   with pytest.raises(ValueError, match='config file not found: nope.py'):
     configs.load_config('nope.py:light')

@@ -67,6 +67,10 @@ class SyntheticConfig:
   # and the mouth (dark) instead of showing the background through them,
   # so a landmark detector sees eyes.
   painted_openings: bool = False
+  # Chance of an occluder (a hand- or object-like ellipse of random colour,
+  # shaded across) over part of the face; the landmarks stay where a
+  # detector would guess them.
+  occluder_probability: float = 0.0
 
 
 def _smooth_bumps(key, vertices, normals, count, amplitude, centre_count):
@@ -190,6 +194,27 @@ def _paint_openings(key, image, covered, marks, sh):
                                    0.0, 1.0), image)
 
 
+def _occlude(key, image, marks, probability):
+  """`image` (S, S, 3) with, at chance `probability`, an ellipse covering
+  part of the face whose 68 projected landmarks are `marks` (68, 2)."""
+  keys = jax.random.split(key, 5)
+  size = image.shape[0]
+  low, high = jnp.min(marks, 0), jnp.max(marks, 0)
+  centre = low + jax.random.uniform(keys[0], (2,)) * (high - low)
+  radii = jax.random.uniform(keys[1], (2,), minval=0.12, maxval=0.35) * (
+      high - low)
+  angle = jax.random.uniform(keys[2], (), maxval=jnp.pi)
+  axes = jnp.asarray([[jnp.cos(angle), jnp.sin(angle)],
+                      [-jnp.sin(angle), jnp.cos(angle)]])
+  local = (_pixel_centres(size) - centre) @ axes.T / radii
+  inside = (jnp.sum(local**2, -1) < 1.0)[..., None]
+  colour = jax.random.uniform(keys[3], (3,), minval=0.05, maxval=0.9)
+  # Lit from one side: brightness falls off across the ellipse.
+  colour = colour * (0.75 + 0.25 * local[..., :1])
+  present = jax.random.uniform(keys[4]) < probability
+  return jnp.where(inside & present, jnp.clip(colour, 0.0, 1.0), image)
+
+
 def outline_landmarks(model: fm.FaceModel, points: jax.Array,
                       normals: jax.Array) -> jax.Array:
   """(17,) vertex on the visible outline per jaw landmark: among each
@@ -311,6 +336,11 @@ def generate_face(key: jax.Array, model: fm.FaceModel,
   if config.painted_openings or head is not None:
     image = _paint_openings(jax.random.fold_in(key, 98), image, covered,
                             pixels[model.landmark_vertices], sh)
+
+  if config.occluder_probability > 0:
+    image = _occlude(jax.random.fold_in(key, 96), image,
+                     pixels[model.landmark_vertices],
+                     config.occluder_probability)
 
   indices = model.landmark_vertices.at[jnp.asarray(lm.CONTOUR)].set(
       outline_landmarks(model, points[:count], normals[:count]))

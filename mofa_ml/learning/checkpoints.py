@@ -258,26 +258,39 @@ def _quiet_orbax():
     logger.removeFilter(routine)
 
 
+def _not_an_orbax_read(record: logging.LogRecord) -> bool:
+  """False for asyncio's '<future> exception was never retrieved' of
+  orbax's reads: raised in orbax, or set by TensorStore (no Python frame)."""
+  if 'exception was never retrieved' not in record.getMessage():
+    return True
+  trace = record.exc_info[2] if record.exc_info else None
+  while trace and '/orbax/' not in trace.tb_frame.f_code.co_filename:
+    trace = trace.tb_next
+  return bool(record.exc_info and record.exc_info[2]) and trace is None
+
+
 def _ignore_closed_loop_callbacks():
-  """Drops the 'Event loop is closed' errors of TensorStore callbacks.
+  """Drops the noise of the other reads in flight when one fails.
 
   When one array of a damaged step fails, orbax closes its event loop while
   reads of the other arrays are in flight; each then reports, through
-  sys.unraisablehook and possibly after the restore has returned, a
-  traceback that says nothing about the checkpoint. Other unraisable
-  errors still reach the previous hook.
+  sys.unraisablehook or asyncio's log and possibly after the restore has
+  returned (at exit), a traceback that says nothing about the checkpoint.
+  Other unraisable errors still reach the previous hook.
   """
   previous = sys.unraisablehook
   if getattr(previous, 'ignores_closed_loop', False):
     return
 
   def hook(unraisable):
-    if not (isinstance(unraisable.exc_value, RuntimeError) and
-            str(unraisable.exc_value) == 'Event loop is closed'):
+    code = getattr(unraisable.object, 'cr_code', None)  # a coroutine's
+    if not (str(unraisable.exc_value) == 'Event loop is closed' or
+            (code and '/orbax/' in code.co_filename)):
       previous(unraisable)
 
   hook.ignores_closed_loop = True
   sys.unraisablehook = hook
+  logging.getLogger('asyncio').addFilter(_not_an_orbax_read)
 
 
 def _restore(checkpoints: ocp.CheckpointManager, step: int,
@@ -356,3 +369,22 @@ def find(directory: str) -> str:
   if not os.path.isdir(folder):
     raise ValueError(f'checkpoint folder not found: {directory}')
   return folder
+
+
+def set_aside_steps_after(manager, step: int,
+                          report: Callable[[str], None]):
+  """Renames the damaged steps newer than the restored one to
+  '<step>.damaged' (restoring fell back past them), so that the run can
+  save those steps again and the damaged files stay for inspection."""
+  # The folder, not `all_steps()`: a step without its commit marker is not
+  # listed, yet its folder would still block saving that step.
+  directory = str(manager.directory)
+  newer = sorted(int(name) for name in os.listdir(directory)
+                 if name.isdigit() and int(name) > step)
+  if not newer or jax.process_index() != 0:
+    return
+  for damaged in newer:
+    folder = os.path.join(directory, str(damaged))
+    os.rename(folder, folder + '.damaged')
+    report(f'set aside damaged checkpoint step {damaged} as {folder}.damaged')
+  manager.reload()

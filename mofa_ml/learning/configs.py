@@ -13,8 +13,9 @@ import ml_collections
 import numpy as np
 
 from mofa_ml import configs as packaged
-from mofa_ml.data import input_pipeline
+from mofa_ml.data import on_device
 from mofa_ml.learning import objective
+from mofa_ml.learning import supervision
 
 STAGES = objective.STAGES
 
@@ -92,7 +93,18 @@ def check_config(config: ml_collections.ConfigDict):
       raise ValueError(f'config.{stage}.loss has unknown weights '
                        f'{", ".join(sorted(unknown))} (the loss table has '
                        f'{", ".join(objective.weight_names())})')
+    unknown = set(config[stage].get('supervision', {})) - set(
+        supervision.TERMS)
+    if unknown:
+      raise ValueError(f'config.{stage}.supervision has unknown terms '
+                       f'{", ".join(sorted(unknown))} (there are '
+                       f'{", ".join(supervision.TERMS)})')
   if config.optimizer.name not in ('adadelta', 'adam'):
     raise ValueError(f'config.optimizer.name is adadelta or adam, not '
                      f'{config.optimizer.name!r}')
+  if config.dataset == on_device.DATASET:
+    on_device.Distribution.from_config(config)
+    return
+  # Imported here: the on-device path runs without TFDS and grain.
+  from mofa_ml.data import input_pipeline  # pylint: disable=g-import-not-at-top
   input_pipeline.dataset_builder(config.dataset, config.data_dir or None)

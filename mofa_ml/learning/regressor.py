@@ -10,12 +10,17 @@ what inference uses (`mofa reconstruct`, `mofa eval`, benchmarks):
 
 import dataclasses
 import functools
+import io
+import json
+import os
 from typing import Any
 
 import jax
 import jax.numpy as jnp
 import ml_collections
+import numpy as np
 
+from mofa_ml import image_io
 from mofa_ml.facemodel import face_model as fm
 from mofa_ml.facemodel import layout as layout_lib
 from mofa_ml.learning import checkpoints
@@ -90,14 +95,17 @@ class Regressor:
 
   @classmethod
   def load(cls, directory: str) -> 'Regressor':
-    """The newest checkpoint of a training run.
+    """The newest checkpoint of a training run, or a weights file.
 
     Args:
-      directory: a training workdir or its checkpoints/ folder.
+      directory: a training workdir, its checkpoints/ folder, or a weights
+        file (.npz) that `save_weights` wrote.
 
     Raises:
       ValueError: no checkpoint there, or one this code cannot use.
     """
+    if directory.endswith(WEIGHTS_SUFFIX):
+      return cls.load_weights(directory)
     manager = checkpoints.manager(checkpoints.find(directory), read_only=True)
     meta = checkpoints.read_meta(manager)
     config = ml_collections.ConfigDict(meta['config'])
@@ -110,6 +118,58 @@ class Regressor:
     # never used is dropped); a missing or misshapen one is an error.
     params = _matching(stored['params'], expected, where)
     return cls(setup, params, config)
+
+
+  def save_weights(self, path: str, overwrite: bool = False):
+    """Writes the network's parameters (float16) with the run's config and
+    the face model's fingerprint into one .npz: what a package ships
+    (a few MB; a checkpoint also holds the optimiser's state)."""
+    if not path.endswith(WEIGHTS_SUFFIX):
+      raise ValueError(f'a weights file ends in {WEIGHTS_SUFFIX}: {path}')
+    leaves = {'/'.join(str(getattr(entry, 'key', entry)) for entry in where):
+              np.asarray(value, np.float16) for where, value in
+              jax.tree_util.tree_flatten_with_path(self.params)[0]}
+    meta = checkpoints.metadata(-1, self.layout, self.face_model, self.config)
+    buffer = io.BytesIO()
+    np.savez_compressed(buffer, **{_META: np.asarray(json.dumps(meta))},
+                        **{f'{_PARAMS}/{name}': value
+                           for name, value in leaves.items()})
+    image_io.atomic_write_bytes(path, buffer.getvalue(), overwrite=overwrite)
+
+  @classmethod
+  def load_weights(cls, path: str) -> 'Regressor':
+    """A regressor from a `save_weights` file.
+
+    Raises:
+      ValueError: not such a file, or one for another model or network.
+    """
+    if not os.path.isfile(path):
+      raise ValueError(f'weights file not found: {path}')
+    try:
+      with np.load(path, allow_pickle=False) as stored:
+        meta = json.loads(str(stored[_META]))
+        arrays = {name[len(_PARAMS) + 1:]: stored[name]
+                  for name in stored.files if name.startswith(_PARAMS + '/')}
+    except (OSError, ValueError, KeyError, EOFError) as e:
+      raise ValueError(f'{path}: not a weights file of this package '
+                       f'({type(e).__name__})') from None
+    config = ml_collections.ConfigDict(
+        checkpoints.upgrade_config(meta['config']))
+    setup = Setup.from_config(config)
+    checkpoints.check_compatible(meta, setup.face_model, setup.layout, path)
+    nested = {}
+    for name, value in arrays.items():
+      *parents, leaf = name.split('/')
+      node = nested
+      for parent in parents:
+        node = node.setdefault(parent, {})
+      node[leaf] = value
+    expected = jax.eval_shape(setup.init_params, jax.random.PRNGKey(0))
+    return cls(setup, _matching(nested, expected, path), config)
+
+
+WEIGHTS_SUFFIX = '.npz'
+_META, _PARAMS = 'meta', 'params'
 
 
 def _matching(stored: Any, expected: Any, where: str) -> Any:

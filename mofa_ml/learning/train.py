@@ -15,6 +15,7 @@ the workdir by itself: batch s and the step's random key are pure functions
 of (seed, s), so a resumed run repeats an uninterrupted one.
 """
 
+import itertools
 import json
 import os
 import signal
@@ -31,14 +32,15 @@ import numpy as np
 import optax
 import tqdm
 
-from mofa_ml.data import input_pipeline
-from mofa_ml.facemodel import levels
+from mofa_ml.data import head as head_lib
+from mofa_ml.data import on_device
 from mofa_ml.learning import checkpoints
 from mofa_ml.learning import configs
 from mofa_ml.learning import network
 from mofa_ml.learning import objective
 from mofa_ml.learning import regressor
-from mofa_ml.rendering import viz
+from mofa_ml.learning import summaries
+from mofa_ml.learning import supervision
 
 BASE, GEOMETRY, REFLECTANCE = 'base', 'geometry', 'reflectance'
 STAGES = objective.STAGES
@@ -122,10 +124,18 @@ class Trainer:
                        f'the {jax.device_count()} devices')
     self.stage_end = np.cumsum([config[name].steps for name in STAGES])
     self.total_steps = int(self.stage_end[-1])
+    # On-device data: the step draws its own batch (data/on_device.py).
+    self.distribution = None
+    head = None
+    if config.dataset == on_device.DATASET:
+      self.distribution = on_device.Distribution.from_config(config)
+      if self.distribution.head:
+        head = head_lib.load_head(self.setup.face_model)
     self.constants = jax.device_put(
-        (self.setup.face_model, self.setup.scaling, self.setup.intrinsics),
-        self.replicated)
+        (self.setup.face_model, self.setup.scaling, self.setup.intrinsics,
+         head), self.replicated)
     self._steps = {}
+    self._sample = None
 
   def stage_index(self, step: int) -> int:
     """Which stage runs step `step` (0-based)."""
@@ -141,9 +151,28 @@ class Trainer:
                        opt_state=opt_state)
     return jax.device_put(state, self.replicated)
 
+  def on_device_batch(self, key: jax.Array, constants) -> Dict[str, Any]:
+    """The batch of the on-device distribution for `key` (inside `jit`),
+    sharded over the devices."""
+    model, _, intrinsics, head = constants
+    batch = on_device.batch(key, model, self.setup.layout, intrinsics, head,
+                            self.distribution, self.config.batch_size)
+    return jax.lax.with_sharding_constraint(batch, self.data_sharding)
+
+  def sample_batch(self, step: int) -> Dict[str, np.ndarray]:
+    """The on-device batch of `step`, on the host (for image summaries)."""
+    if self._sample is None:
+      self._sample = jax.jit(self.on_device_batch)
+    batch = jax.device_get(self._sample(self.data_key(step), self.constants))
+    return dict(batch, image=np.round(batch['image'] * 255).astype(np.uint8))
+
+  def data_key(self, step) -> jax.Array:
+    """The key of step `step`'s on-device batch."""
+    return jax.random.fold_in(jax.random.PRNGKey(self.config.seed + 1), step)
+
   def train_step(self, stage_index: int):
     """The jitted step of a stage: (state, batch, constants) ->
-    (state, terms and metrics)."""
+    (state, terms and metrics); with on-device data `batch` is None."""
     if stage_index in self._steps:
       return self._steps[stage_index]
     tx = self.optimizer(stage_index)
@@ -151,11 +180,15 @@ class Trainer:
     loss = loss_config(self.config[name], name, self.config.units)
     seed = self.config.seed
     net = self.setup.network
+    supervised = dict(self.config[name].get('supervision', {}))
 
     def step_fn(state, batch, constants):
-      model, scaling, intrinsics = constants
+      model, scaling, intrinsics, _ = constants
       key = jax.random.fold_in(jax.random.PRNGKey(seed), state.step)
-      batch = dict(batch, image=batch['image'].astype(jnp.float32) / 255.0)
+      if batch is None:
+        batch = self.on_device_batch(self.data_key(state.step), constants)
+      else:
+        batch = dict(batch, image=batch['image'].astype(jnp.float32) / 255.0)
 
       def loss_fn(params):
         prediction = net.apply({'params': params}, batch['image'], scaling)
@@ -163,6 +196,14 @@ class Trainer:
             model, intrinsics, loss, prediction.params,
             prediction.geometry_offsets, prediction.reflectance_offsets,
             batch, key)
+        if 'vertices' in batch:  # the truth is known: supervise with it
+          known = supervision.batch_supervision(
+              model, intrinsics, self.setup.layout, prediction.params, batch,
+              loss.length_unit_mm, loss.landmark_unit_px)
+          for term, value in known.items():
+            terms[f'supervised_{term}'] = value
+            terms['total'] = terms['total'] + supervised.get(term, 0.0) * value
+          terms['overflow'] = jnp.mean(batch['overflow'].astype(jnp.float32))
         return terms['total'], terms
 
       (_, terms), grads = jax.value_and_grad(loss_fn, has_aux=True)(
@@ -208,26 +249,26 @@ class Trainer:
     return checkpoints.restore_state(manager, meta['step'], abstract), meta
 
 
+def _host_batches(trainer: Trainer, config: ml_collections.ConfigDict,
+                  step: int):
+  """The input pipeline's batches from `step` on; Nones for on-device data
+  (the step draws its own)."""
+  if trainer.distribution is not None:
+    return itertools.repeat(None)
+  # Imported here: the on-device path runs without TFDS and grain.
+  from mofa_ml.data import input_pipeline  # pylint: disable=g-import-not-at-top
+  source = input_pipeline.load_source(config.dataset, 'train',
+                                      config.data_dir or None)
+  return input_pipeline.training_batches(
+      source, config.batch_size // jax.process_count(),
+      seed=config.seed + jax.process_index(), start_step=step,
+      num_threads=config.num_data_threads)
+
+
 def _global_batch(trainer: Trainer, batch: Dict[str, np.ndarray]):
   return jax.tree_util.tree_map(
       lambda x: jax.make_array_from_process_local_data(trainer.data_sharding,
                                                        x), batch)
-
-
-def _image_summary(trainer: Trainer, params, batch, count: int = 3):
-  """Rows of input | base overlay | final overlay, (H', W', 3)."""
-  setup = trainer.setup
-  images = np.asarray(batch['image'][:count], np.float32) / 255.0
-  prediction = jax.device_get(setup.predict(params, jnp.asarray(images)))
-  rows = []
-  for index, image in enumerate(images):
-    face = jax.tree_util.tree_map(lambda x: x[index], prediction)
-    surfaces = levels.surfaces(setup.face_model, face.params,
-                               face.geometry_offsets, face.reflectance_offsets)
-    rows.append(viz.side_by_side([image] + [
-        viz.overlay(image, surface, setup.face_model.triangles, face.params,
-                    setup.intrinsics) for surface in surfaces]))
-  return np.concatenate(rows, axis=0)
 
 
 def _initial_state(trainer: Trainer, config: ml_collections.ConfigDict,
@@ -235,7 +276,8 @@ def _initial_state(trainer: Trainer, config: ml_collections.ConfigDict,
   """(state, stage index): resumed, from `init_checkpoint`, or new."""
   if manager.latest_step() is not None:
     state, meta = trainer.restore(manager)
-    _set_aside_steps_after(manager, int(state.step))
+    checkpoints.set_aside_steps_after(manager, int(state.step),
+                                      tqdm.tqdm.write)
     tqdm.tqdm.write(f'resumed from step {int(state.step)} '
                     f'(stage {meta["stage"] + 1}) in {workdir}')
     return state, meta['stage']
@@ -251,38 +293,6 @@ def _initial_state(trainer: Trainer, config: ml_collections.ConfigDict,
   else:
     params = trainer.setup.init_params(jax.random.PRNGKey(config.seed))
   return trainer.new_state(params, stage_index, 0), stage_index
-
-
-def _set_aside_steps_after(manager, step: int):
-  """Renames the damaged steps newer than the restored one to
-  '<step>.damaged' (restoring fell back past them), so that the run can
-  save those steps again and the damaged files stay for inspection."""
-  # The folder, not `all_steps()`: a step without its commit marker is not
-  # listed, yet its folder would still block saving that step.
-  directory = str(manager.directory)
-  newer = sorted(int(name) for name in os.listdir(directory)
-                 if name.isdigit() and int(name) > step)
-  if not newer or jax.process_index() != 0:
-    return
-  for damaged in newer:
-    folder = os.path.join(directory, str(damaged))
-    os.rename(folder, folder + '.damaged')
-    tqdm.tqdm.write(f'set aside damaged checkpoint step {damaged} as '
-                    f'{folder}.damaged')
-  manager.reload()
-
-
-def _truncate_metrics(path: str, step: int):
-  """Drops logged records after `step` (a resumed run logs them again), so
-  a resumed run's log equals an uninterrupted one's."""
-  if not os.path.exists(path):
-    return
-  with open(path, encoding='utf-8') as f:
-    lines = [line for line in f if line.strip()]
-  kept = [line for line in lines if json.loads(line)['step'] <= step]
-  if len(kept) != len(lines):
-    with open(path, 'w', encoding='utf-8') as f:
-      f.writelines(kept)
 
 
 class _SignalFlag:
@@ -327,15 +337,10 @@ def train(config: ml_collections.ConfigDict, workdir: str,
   step = int(state.step)
   metrics_path = os.path.join(workdir, 'metrics.jsonl')
   if jax.process_index() == 0:
-    _truncate_metrics(metrics_path, step)
+    summaries.truncate_metrics(metrics_path, step)
   end = trainer.total_steps if stop_at is None else min(stop_at,
                                                         trainer.total_steps)
-  source = input_pipeline.load_source(config.dataset, 'train',
-                                      config.data_dir or None)
-  local_batch = config.batch_size // jax.process_count()
-  batches = input_pipeline.training_batches(
-      source, local_batch, seed=config.seed + jax.process_index(),
-      start_step=step, num_threads=config.num_data_threads)
+  batches = _host_batches(trainer, config, step)
   writer = tensorboardX.SummaryWriter(os.path.join(workdir, 'tensorboard'))
   accumulated, count, interval_start = {}, 0, time.perf_counter()
   progress = tqdm.tqdm(total=end, initial=step, desc='train', unit='step',
@@ -352,7 +357,8 @@ def train(config: ml_collections.ConfigDict, workdir: str,
           stage_index = wanted
         host_batch = next(batches)
         state, terms = trainer.train_step(stage_index)(
-            state, _global_batch(trainer, host_batch), trainer.constants)
+            state, None if host_batch is None else
+            _global_batch(trainer, host_batch), trainer.constants)
         step += 1
         for name, value in terms.items():
           accumulated[name] = accumulated.get(name, 0.0) + value
@@ -373,8 +379,9 @@ def train(config: ml_collections.ConfigDict, workdir: str,
                                steps_s=f'{scalars["steps_per_second"]:.2f}')
           accumulated, count, interval_start = {}, 0, time.perf_counter()
         if step % config.image_every == 0 or step == end:
+          shown = host_batch or trainer.sample_batch(step)
           writer.add_image('input|base|final',
-                           _image_summary(trainer, state.params, host_batch),
+                           summaries.image_rows(trainer.setup, state.params, shown),
                            step, dataformats='HWC')
         if (step % config.checkpoint_every == 0 or step == end or
             stop.signal is not None):

@@ -1,0 +1,58 @@
+"""Training on faces drawn inside the step (`mofa_ml/data/on_device.py`).
+
+    mofa train --config=on_device --workdir=runs/light
+    mofa train --config=on_device:alexnet --config.batch_size=64 ...
+
+Each step renders its own batch on the accelerator: identities, expressions
+(a fifth of the prior's sigmas: ICT's expression modes span whole grimaces),
+poses up to 60 degrees of yaw, lights, skin tones off the model's space,
+hair and the rest of the head, occluders, blur, sensor noise and
+detector-like landmark noise, with the face placed in the crop as
+`mofa reconstruct` places a detected one. The base level is
+supervised with the truth (`learning/supervision.py`) besides the paper's
+self-supervised terms, which alone train the correctives in stage 2.
+
+`light` (default): the light trunk at half width with C = 64 correctives,
+the network the package ships; `alexnet`: the paper's trunk, for a GPU.
+"""
+
+import ml_collections
+
+from mofa_ml.configs import default
+
+_BACKBONES = {'light': 0.5, 'alexnet': 1.0}
+
+
+def get_config(backbone: str = 'light'):
+  if backbone not in _BACKBONES:
+    raise ValueError(f'backbone is one of {", ".join(_BACKBONES)}, not '
+                     f'{backbone!r}')
+  config = default.get_config()
+  config.dataset = 'on_device'
+  config.batch_size = 16
+  config.synthetic = ml_collections.ConfigDict(dict(
+      max_yaw=60.0, max_pitch=20.0, max_roll=15.0, expression_std=0.2,
+      # `crop.LANDMARK_EXTENT` (0.65) with room for detector error.
+      landmark_extent_range=(0.55, 0.75), max_shift=0.2,
+      landmark_noise_px=2.0, occluder_probability=0.25, head=True,
+      max_blur_px=1.2, max_noise=0.03))
+  config.model.backbone = backbone
+  config.model.width = _BACKBONES[backbone]
+  config.model.num_correctives = 64
+  if backbone == 'light':
+    config.model.dense_size = 512
+  config.optimizer.name = 'adam'
+  config.stage1.steps = 20_000
+  config.stage1.learning_rate_base = 3e-4
+  config.stage2.steps = 10_000
+  config.stage2.learning_rate_base = 1e-4
+  config.stage2.learning_rate_geometry = 5e-4
+  config.stage2.learning_rate_reflectance = 1e-3
+  supervision = dict(geometry=10.0, projection=10.0, reflectance=10.0,
+                     light=1.0)
+  config.stage1.supervision = ml_collections.ConfigDict(supervision)
+  config.stage2.supervision = ml_collections.ConfigDict(supervision)
+  config.log_every = 50
+  config.image_every = 1000
+  config.checkpoint_every = 500
+  return config
