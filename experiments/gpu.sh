@@ -4,13 +4,16 @@
 #   experiments/gpu.sh fetch                 # here, with a package registry
 #   experiments/gpu.sh run OUT [SECONDS]     # on the GPU machine
 #
+# With this workplace's device tool: `fetch` here, then one call with
+# carry=['.whl'] and command `experiments/gpu.sh run $OUT`.
+#
 # `fetch` downloads into .whl/ the wheels the training path needs beyond
 # what a bare JAX GPU image has (ml_collections, tensorboardX, dm-pix; the
 # path needs no TFDS, grain or detector). `run` installs them, writes
 # OUT/bench.json (inference of the paper's AlexNet and the light network,
 # training steps with batches drawn on the device), trains
-# `--config=on_device` for SECONDS (default 300; stopped by SIGINT, which
-# saves a checkpoint), then OUT/metrics.jsonl, OUT/light.npz (the weights,
+# `--config=on_device` for SECONDS (default 240, so that the whole run fits
+# one 600 s device call; stopped by SIGINT, which saves a checkpoint), then OUT/metrics.jsonl, OUT/light.npz (the weights,
 # float16) and OUT/log.txt. The project's own code runs from the checkout.
 # MOFA_BENCH_ARGS and MOFA_TRAIN_ARGS replace the benchmark's and the
 # training's sizes (a CPU rehearsal: JAX_PLATFORMS=cpu and small ones).
@@ -27,7 +30,7 @@ case "${1:-}" in
     ;;
   run)
     out=${2:?usage: experiments/gpu.sh run OUT [SECONDS]}
-    seconds=${3:-300}
+    seconds=${3:-240}
     mkdir -p "$out"
     exec > >(tee "$out/log.txt") 2>&1
     if compgen -G ".whl/*.whl" > /dev/null; then
@@ -40,14 +43,14 @@ case "${1:-}" in
     python3 -c 'import jax; print("devices:", jax.devices())'
     nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv \
       || true
-    bench_args=${MOFA_BENCH_ARGS:---models=paper,on_device:light,on_device:alexnet --batch_sizes=1,64,256 --train_batch_sizes=64,256 --formation_batch_sizes=32}
+    bench_args=${MOFA_BENCH_ARGS:---models=paper,on_device:light,on_device:alexnet --batch_sizes=1,64 --train_batch_sizes=256 --formation_batch_sizes=32}
     train_args=${MOFA_TRAIN_ARGS:---config.batch_size=256}
     # shellcheck disable=SC2086  # the arguments are words on purpose
     python3 -m experiments.bench --output="$out/bench.json" --overwrite \
       $bench_args
     workdir=/tmp/mofa_gpu_run
     status=0
-    timeout -s INT "$seconds" python3 -m mofa_ml.cli train \
+    timeout -s INT -k 60 "$seconds" python3 -m mofa_ml.cli train \
       --config=on_device --workdir="$workdir" --config.log_every=20 \
       --config.checkpoint_every=1000 $train_args || status=$?
     # 124: stopped by the budget's SIGINT (after saving a checkpoint).

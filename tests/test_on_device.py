@@ -190,3 +190,47 @@ def test_training_draws_its_data_and_needs_no_tfds(tmp_path):
 def test_a_resumed_on_device_run_repeats_an_uninterrupted_one(tmp_path):
   # Batch s is drawn from (seed, s) alone.
   assert _run(tmp_path, 3, 0, True) == {'step': 3, 'same': True}
+
+
+def test_a_mixture_takes_every_kth_batch_from_the_real_set_and_resumes(
+    tiny_data_dir):
+  config = tiny_config()
+  config.image_size = 240
+  config.real_dataset = 'mofa_synthetic/tiny'
+  config.data_dir = tiny_data_dir
+  config.real_every = 3
+  config.num_data_threads = 1
+  configs.check_config(config)
+  straight = on_device.host_batches(config, 0)
+  batches = [next(straight) for _ in range(9)]
+  assert [b is not None for b in batches] == [True, False, False] * 3
+  assert not np.array_equal(batches[0]['image'], batches[3]['image'])
+  # Resuming at step 4 reads what the uninterrupted run reads from there.
+  resumed = on_device.host_batches(config, 4)
+  for expected in batches[4:]:
+    got = next(resumed)
+    assert (got is None) == (expected is None)
+    if got is not None:
+      np.testing.assert_array_equal(got['image'], expected['image'])
+  assert next(iter(on_device.host_batches(tiny_config(), 0))) is None
+
+
+@pytest.mark.heavy
+def test_a_mixture_trains_on_both_kinds_of_batch(tiny_data_dir, tmp_path):
+  from mofa_ml.learning import train  # pylint: disable=g-import-not-at-top
+  config = tiny_config(stage1=3, stage2=0)
+  config.image_size, config.focal_length = 240, 1100.0
+  config.real_dataset = 'mofa_synthetic/tiny'
+  config.data_dir = tiny_data_dir
+  config.num_data_threads = 1
+  config.log_every = 3
+  state = train.train(config, str(tmp_path / 'run'))
+  assert int(state.step) == 3
+  records = [json.loads(line) for line in
+             open(tmp_path / 'run' / 'metrics.jsonl')]
+  # Steps 0 and 2 real (real_every = 2), step 1 drawn on the device; the
+  # supervised terms are the drawn step's alone.
+  assert len(records) == 1
+  np.testing.assert_allclose(records[0]['synthetic'], 1 / 3, rtol=1e-6)
+  assert all(np.isfinite(records[0][f'supervised_{term}'])
+             for term in supervision.TERMS)

@@ -12,6 +12,10 @@ detector-like landmark noise, with the face placed in the crop as
 supervised with the truth (`learning/supervision.py`) besides the paper's
 self-supervised terms, which alone train the correctives in stage 2.
 
+Fine-tuning on real photos, as the paper's stage 2 does on its corpus:
+`--config.real_dataset=mofa_faces/<name> --config.data_dir=<prepare output>/tfds
+--config.init_checkpoint=runs/light/checkpoints`.
+
 `light` (default): the light trunk at half width with C = 64 correctives,
 the network the package ships; `alexnet`: the paper's trunk, for a GPU.
 """
@@ -52,6 +56,11 @@ def get_config(backbone: str = 'light'):
                      light=1.0)
   config.stage1.supervision = ml_collections.ConfigDict(supervision)
   config.stage2.supervision = ml_collections.ConfigDict(supervision)
+  # A prepared set of real photos (`mofa prepare`, with config.data_dir)
+  # mixed in: every `real_every`-th batch is real, trained through the
+  # self-supervised terms alone.
+  config.real_dataset = ''
+  config.real_every = 2
   config.log_every = 50
   config.image_every = 1000
   config.checkpoint_every = 500

@@ -11,12 +11,19 @@ so a resumed run repeats an uninterrupted one, and a GPU is never starved by
 a host pipeline. The batch carries the truth (`TRUTH_FIELDS`), which
 `learning.supervision` compares the prediction with.
 
-This path imports neither TFDS nor grain nor the detectors, so a training
-machine needs only JAX, Flax, Optax, Orbax and ml_collections.
+With `config.real_dataset` set, every `config.real_every`-th step takes a
+batch of that prepared set of real photos instead (`host_batches`): the
+mixture the paper fine-tunes on, where the real batches have no truth and
+train through the self-supervised terms alone.
+
+Without a real set this path imports neither TFDS nor grain nor the
+detectors, so a training machine needs only JAX, Flax, Optax, Orbax and
+ml_collections.
 """
 
 import dataclasses
-from typing import Dict, Optional
+import itertools
+from typing import Dict, Iterator, Optional
 
 import dm_pix
 import jax
@@ -115,3 +122,29 @@ def batch(key: jax.Array, model: fm.FaceModel,
                              distribution)
     return face
   return jax.vmap(one)(jax.random.split(key, count))
+
+
+def host_batches(config: ml_collections.ConfigDict, step: int,
+                 process_count: int = 1, process_index: int = 0
+                 ) -> Iterator[Optional[Dict]]:
+  """The host batches of steps `step`, `step + 1`, ...: the input pipeline's
+  for a TFDS `config.dataset`; for on-device data None (the step draws its
+  own), except every `real_every`-th step (0, k, 2k, ...) with a
+  `real_dataset`, which takes that set's next batch. Batch s is a pure
+  function of (config, s): a resumed run reads what an uninterrupted one
+  would."""
+  on_device = config.dataset == DATASET
+  if on_device and not config.get('real_dataset'):
+    return itertools.repeat(None)
+  every = config.real_every if on_device else 1
+  # Imported here: the on-device path alone runs without TFDS and grain.
+  from mofa_ml.data import input_pipeline  # pylint: disable=g-import-not-at-top
+  source = input_pipeline.load_source(
+      config.real_dataset if on_device else config.dataset, 'train',
+      config.data_dir or None)
+  real = input_pipeline.training_batches(
+      source, config.batch_size // process_count,
+      seed=config.seed + process_index, start_step=-(-step // every),
+      num_threads=config.num_data_threads)
+  return (next(real) if s % every == 0 else None
+          for s in itertools.count(step))

@@ -102,9 +102,19 @@ def check_config(config: ml_collections.ConfigDict):
   if config.optimizer.name not in ('adadelta', 'adam'):
     raise ValueError(f'config.optimizer.name is adadelta or adam, not '
                      f'{config.optimizer.name!r}')
+  datasets = [config.dataset]
   if config.dataset == on_device.DATASET:
     on_device.Distribution.from_config(config)
+    datasets = [config.real_dataset] if config.get('real_dataset') else []
+    if datasets:
+      positive('real_every', config.real_every)
+  if not datasets:
     return
   # Imported here: the on-device path runs without TFDS and grain.
   from mofa_ml.data import input_pipeline  # pylint: disable=g-import-not-at-top
-  input_pipeline.dataset_builder(config.dataset, config.data_dir or None)
+  for name in datasets:
+    builder = input_pipeline.dataset_builder(name, config.data_dir or None)
+    size = builder.info.features['image'].shape[0]
+    if size != config.image_size:
+      raise ValueError(f'dataset {name} holds {size} px crops, the config '
+                       f'trains on {config.image_size} px')

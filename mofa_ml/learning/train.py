@@ -15,7 +15,6 @@ the workdir by itself: batch s and the step's random key are pure functions
 of (seed, s), so a resumed run repeats an uninterrupted one.
 """
 
-import itertools
 import json
 import os
 import signal
@@ -204,6 +203,7 @@ class Trainer:
             terms[f'supervised_{term}'] = value
             terms['total'] = terms['total'] + supervised.get(term, 0.0) * value
           terms['overflow'] = jnp.mean(batch['overflow'].astype(jnp.float32))
+        terms['synthetic'] = jnp.float32('vertices' in batch)
         return terms['total'], terms
 
       (_, terms), grads = jax.value_and_grad(loss_fn, has_aux=True)(
@@ -247,22 +247,6 @@ class Trainer:
         lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=x.sharding),
         target)
     return checkpoints.restore_state(manager, meta['step'], abstract), meta
-
-
-def _host_batches(trainer: Trainer, config: ml_collections.ConfigDict,
-                  step: int):
-  """The input pipeline's batches from `step` on; Nones for on-device data
-  (the step draws its own)."""
-  if trainer.distribution is not None:
-    return itertools.repeat(None)
-  # Imported here: the on-device path runs without TFDS and grain.
-  from mofa_ml.data import input_pipeline  # pylint: disable=g-import-not-at-top
-  source = input_pipeline.load_source(config.dataset, 'train',
-                                      config.data_dir or None)
-  return input_pipeline.training_batches(
-      source, config.batch_size // jax.process_count(),
-      seed=config.seed + jax.process_index(), start_step=step,
-      num_threads=config.num_data_threads)
 
 
 def _global_batch(trainer: Trainer, batch: Dict[str, np.ndarray]):
@@ -340,7 +324,8 @@ def train(config: ml_collections.ConfigDict, workdir: str,
     summaries.truncate_metrics(metrics_path, step)
   end = trainer.total_steps if stop_at is None else min(stop_at,
                                                         trainer.total_steps)
-  batches = _host_batches(trainer, config, step)
+  batches = on_device.host_batches(config, step, jax.process_count(),
+                                   jax.process_index())
   writer = tensorboardX.SummaryWriter(os.path.join(workdir, 'tensorboard'))
   accumulated, count, interval_start = {}, 0, time.perf_counter()
   progress = tqdm.tqdm(total=end, initial=step, desc='train', unit='step',
@@ -360,12 +345,14 @@ def train(config: ml_collections.ConfigDict, workdir: str,
             state, None if host_batch is None else
             _global_batch(trainer, host_batch), trainer.constants)
         step += 1
+        # Per term: a mixture's real steps have no supervised terms.
         for name, value in terms.items():
-          accumulated[name] = accumulated.get(name, 0.0) + value
+          total, seen = accumulated.get(name, (0.0, 0))
+          accumulated[name] = (total + value, seen + 1)
         count += 1
         if step % config.log_every == 0 or step == end:
-          scalars = {name: float(value) / count
-                     for name, value in accumulated.items()}
+          scalars = {name: float(total) / seen
+                     for name, (total, seen) in accumulated.items()}
           elapsed = time.perf_counter() - interval_start
           scalars['steps_per_second'] = count / elapsed
           for name, value in scalars.items():
