@@ -22,7 +22,7 @@ the network the package ships; `alexnet`: the paper's trunk, for a GPU.
 
 import ml_collections
 
-from mofa_ml.configs import default
+from mofa_ml.configs import smoke
 
 _BACKBONES = {'light': 0.5, 'alexnet': 1.0}
 
@@ -31,7 +31,7 @@ def get_config(backbone: str = 'light'):
   if backbone not in _BACKBONES:
     raise ValueError(f'backbone is one of {", ".join(_BACKBONES)}, not '
                      f'{backbone!r}')
-  config = default.get_config()
+  config = smoke.get_config()  # its Adam, rates and C = 64
   config.dataset = 'on_device'
   config.batch_size = 16
   config.synthetic = ml_collections.ConfigDict(dict(
@@ -42,16 +42,10 @@ def get_config(backbone: str = 'light'):
       max_blur_px=1.2, max_noise=0.03))
   config.model.backbone = backbone
   config.model.width = _BACKBONES[backbone]
-  config.model.num_correctives = 64
-  if backbone == 'light':
-    config.model.dense_size = 512
-  config.optimizer.name = 'adam'
+  if backbone == 'alexnet':
+    config.model.dense_size = 4096  # the paper's
   config.stage1.steps = 20_000
-  config.stage1.learning_rate_base = 3e-4
   config.stage2.steps = 10_000
-  config.stage2.learning_rate_base = 1e-4
-  config.stage2.learning_rate_geometry = 5e-4
-  config.stage2.learning_rate_reflectance = 1e-3
   supervision = dict(geometry=10.0, projection=10.0, reflectance=10.0,
                      light=1.0)
   config.stage1.supervision = ml_collections.ConfigDict(supervision)
