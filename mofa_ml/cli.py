@@ -4,14 +4,15 @@ Each subcommand is a module with absl flags and a `main(argv)`; only the
 chosen one is imported, so flag names never clash between subcommands.
 """
 
+import contextlib
 import importlib
 import logging
+import os
+import signal
 import sys
 
 from absl import app
 from absl import flags
-
-from mofa_ml import compilation_cache
 
 SUBCOMMANDS = {
     'reconstruct': ('mofa_ml.commands.reconstruct',
@@ -48,7 +49,22 @@ def usage() -> str:
   return '\n'.join(lines)
 
 
+@contextlib.contextmanager
+def interrupts_held():
+  """Holds Ctrl-C back while a set of files is written, so that it cannot
+  leave some of them: the KeyboardInterrupt comes after the last."""
+  received = []
+  previous = signal.signal(signal.SIGINT, lambda *_: received.append(1))
+  try:
+    yield
+  finally:
+    signal.signal(signal.SIGINT, previous)
+  if received:
+    raise KeyboardInterrupt
+
+
 def main(argv=None):
+  as_program = argv is None  # the `mofa` program, not a caller in Python
   argv = list(sys.argv if argv is None else argv)
   if len(argv) < 2 or argv[1] in ('-h', '--help', 'help'):
     print(usage())
@@ -57,6 +73,29 @@ def main(argv=None):
   if name not in SUBCOMMANDS:
     print(f"mofa: unknown subcommand '{name}'\n\n{usage()}", file=sys.stderr)
     return 2
+  try:
+    return _run(name, argv)
+  except KeyboardInterrupt:
+    # Ctrl-C in a command without its own handling (reconstruct and train
+    # stop by themselves): files are written whole or not at all, so there
+    # is nothing to undo.
+    print(f'mofa {name}: stopped by SIGINT', file=sys.stderr)
+    if not as_program:
+      return 128 + signal.SIGINT
+    util = sys.modules.get('multiprocessing.util')
+    if util:  # what exit does for worker pools: else a warning of leaks
+      util._run_finalizers(0)  # pylint: disable=protected-access
+    sys.stdout.flush()
+    sys.stderr.flush()
+    # An interrupted XLA compilation crashes the interpreter's shutdown
+    # (a segmentation fault, after up to a minute).
+    os._exit(128 + signal.SIGINT)  # pylint: disable=protected-access
+
+
+def _run(name, argv):
+  """Runs subcommand `name` with absl; its exit status."""
+  # Imported here, inside main's Ctrl-C handling: it imports JAX (seconds).
+  from mofa_ml import compilation_cache  # pylint: disable=g-import-not-at-top
   # JAX logs every accelerator plugin it fails to find; users need not see it.
   logging.getLogger('jax._src.xla_bridge').setLevel(logging.WARNING)
   compilation_cache.enable()

@@ -3,6 +3,7 @@
 import io
 import os
 import tempfile
+from typing import Optional
 
 import numpy as np
 import PIL.Image
@@ -141,11 +142,18 @@ def check_image_target(path: str, overwrite: bool = False) -> None:
   if _image_format(path) not in PIL.Image.SAVE:
     raise ValueError(f'{path}: cannot write images of type '
                      f'{os.path.splitext(path)[1]} (use .png or .jpg)')
+  blocking = file_above(path)
+  if blocking:
+    raise ValueError(f'{path}: {blocking} is a file, not a folder')
+
+
+def file_above(path: str) -> Optional[str]:
+  """The file among `path`'s existing ancestors, under which `path` can
+  never be made (os.makedirs would say only 'Not a directory'), or None."""
   parent = os.path.dirname(os.path.abspath(path))
-  while not os.path.exists(parent):
+  while not os.path.lexists(parent):
     parent = os.path.dirname(parent)
-  if not os.path.isdir(parent):
-    raise ValueError(f'{path}: {parent} is a file, not a folder')
+  return None if os.path.isdir(parent) else parent
 
 
 def save_image(path: str, image: np.ndarray, overwrite: bool = False) -> None:

@@ -13,6 +13,7 @@ that turns the fusion off (it also made per-image fitting ~30% faster on a
 import importlib.metadata
 import os
 import re
+import sys
 import warnings
 from typing import Optional, Tuple
 
@@ -54,6 +55,8 @@ def apply(environ=os.environ) -> bool:
 
 
 def _backend_started() -> bool:
+  if 'jax' not in sys.modules:  # nothing computed; importing JAX costs 1.5 s
+    return False
   # A private JAX function; without it, assume the backend is not started.
   try:
     from jax._src import xla_bridge  # pylint: disable=g-import-not-at-top

@@ -9,7 +9,12 @@ one case into the next.
 
 import contextlib
 import io
+import os
+import select
+import signal
+import subprocess
 import sys
+import time
 import traceback
 from typing import NamedTuple
 
@@ -77,3 +82,46 @@ def assert_one_line_failure(result: Result, *expected: str):
   for part in expected:
     assert part in text, (part, text)
   return text
+
+
+def interrupted(*args: str, after: str, delay: float = 0.0,
+                timeout: float = 300.0) -> Result:
+  """`mofa *args` as a program of its own, sent Ctrl-C (SIGINT to its
+  process group, as a terminal does) `delay` seconds after `after` appeared
+  on its stderr. The import of each module is a line there too
+  (`import time: ... | <module>`, for `import` statements): `after` can
+  name a module the command imports; those lines are dropped from the
+  result."""
+  process = subprocess.Popen(
+      [sys.executable, '-m', 'mofa_ml.cli', *args], stdout=subprocess.PIPE,
+      stderr=subprocess.PIPE, start_new_session=True,
+      env=dict(os.environ, PYTHONPROFILEIMPORTTIME='1'))
+  err, deadline = b'', time.monotonic() + timeout
+  try:
+    signal_at = None
+    while signal_at is None or time.monotonic() < signal_at:
+      assert time.monotonic() < deadline, ('no', after, err.decode())
+      # Read on while waiting: a full pipe would stop the program.
+      if select.select([process.stderr], [], [], 0.05)[0]:
+        chunk = os.read(process.stderr.fileno(), 1 << 16)
+        assert chunk, ('ended before', after, err.decode())
+        err += chunk
+      if signal_at is None and after.encode() in err:
+        signal_at = time.monotonic() + delay
+    os.killpg(process.pid, signal.SIGINT)
+    out, rest = process.communicate(timeout=timeout)
+  finally:
+    if process.poll() is None:
+      process.kill()
+  text = (err + rest).decode(errors='replace')
+  lines = [line for line in text.split('\n')
+           if not line.startswith('import time:')]
+  return Result(process.returncode, out.decode(), '\n'.join(lines))
+
+
+def assert_stopped_by_ctrl_c(result: Result, command: str):
+  """Ctrl-C: status 130, its own last line on stderr, no traceback."""
+  assert result.code == 128 + signal.SIGINT, result
+  assert 'Traceback' not in result.stderr, result.stderr
+  lines = [line for line in result.stderr.split('\n') if line.strip()]
+  assert lines[-1] == f'mofa {command}: stopped by SIGINT', result.stderr

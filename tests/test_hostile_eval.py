@@ -5,10 +5,12 @@ documented path, evaluating a set that `mofa prepare` made, works."""
 import importlib
 import os
 import shutil
+import signal
 
 import numpy as np
 import pytest
 
+from mofa_ml import cli
 from mofa_ml.data import crop
 from mofa_ml.data import faces_dataset
 from mofa_ml.data import input_pipeline
@@ -75,6 +77,28 @@ def test_eval_refuses_before_the_work(prepared, tmp_path, capfd, output,
   assert len(text.splitlines()) == 1 and result.code == 1, text
   assert 'Traceback' not in capfd.readouterr().err
   assert not os.path.exists(tmp_path / 'out')
+
+
+def test_ctrl_c_while_fitting_is_one_line_and_no_results(prepared, tmp_path):
+  # Before: a KeyboardInterrupt traceback out of XLA's compiler.
+  result = cli_harness.interrupted(
+      'eval', '--dataset=mofa_faces/faces', '--split=train',
+      f'--data_dir={prepared}', '--fit_steps=2,2',
+      f'--output={tmp_path}/out', after='eval:', delay=0.5)
+  cli_harness.assert_stopped_by_ctrl_c(result, 'eval')
+  assert not os.listdir(tmp_path)
+
+
+def test_ctrl_c_waits_for_the_last_of_a_set_of_files():
+  handler = signal.getsignal(signal.SIGINT)
+  done = []
+  with pytest.raises(KeyboardInterrupt):
+    with cli.interrupts_held():
+      os.kill(os.getpid(), signal.SIGINT)
+      done.append('eval.json')
+      done.append('eval.md')
+  assert done == ['eval.json', 'eval.md']
+  assert signal.getsignal(signal.SIGINT) is handler
 
 
 def test_prepared_sets_reach_the_metrics_as_numbers_only(prepared):

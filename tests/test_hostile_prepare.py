@@ -135,7 +135,8 @@ PREPARE_REFUSALS = [
     (['--input={in}', '--output={tmp}/file'],
      'mofa prepare: --output {tmp}/file is a file; name a folder', 1),
     (['--input={in}', '--output={tmp}/file/out'],
-     "mofa prepare: [Errno 20] Not a directory: '{tmp}/file/out'", 1),
+     'mofa prepare: --output {tmp}/file/out: {tmp}/file is a file, not a '
+     'folder', 1),
     (['--input={tmp}/odd', '--output={tmp}/out'],
      'mofa prepare: no images or videos found in {tmp}/odd ({tmp}/odd: only '
      '.gif files (supported: .jpg', 1),
@@ -161,6 +162,28 @@ def test_prepare_refuses_before_any_work(photos, tmp_path, flags, line,
   assert result.code == code
   assert len(text.splitlines()) == (2 if code == 2 else 1), text
   assert sorted(os.listdir(tmp_path)) == before  # no output folder made
+
+
+def test_ctrl_c_leaves_whole_shards_and_no_dataset(tmp_path):
+  # Before: a KeyboardInterrupt traceback.
+  photos = tmp_path / 'photos'
+  photos.mkdir()
+  for k in range(6):  # no .pts beside them: each face is detected (0.4 s)
+    shutil.copy(samples.sample_faces()['einstein'].image_path,
+                photos / f'{k}.jpg')
+  output = tmp_path / 'out'
+  result = cli_harness.interrupted('prepare', f'--input={photos}',
+                                   f'--output={output}', '--shard_size=1',
+                                   after='| 1/6 [')
+  cli_harness.assert_stopped_by_ctrl_c(result, 'prepare')
+  shards = sorted(os.listdir(output / 'shards'))
+  assert 'shard-00000.npz' in shards and len(shards) < 12, shards
+  for name in shards:  # each whole; a rerun resumes after them
+    if name.endswith('.npz'):
+      with np.load(output / 'shards' / name) as shard:
+        assert len(shard['image']) == 1
+  assert sorted(os.listdir(output)) == ['manifest.json', 'shards']
+  assert not [name for name in shards if name.startswith('.')]
 
 
 def test_a_damaged_manifest_is_named(photos, tmp_path):

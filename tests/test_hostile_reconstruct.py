@@ -4,8 +4,10 @@ no traceback, nothing written; and Ctrl-C while a face is being fitted."""
 
 import os
 import pathlib
+import re
 import shutil
 import signal
+import types
 
 import numpy as np
 import PIL.Image
@@ -13,12 +15,18 @@ import pytest
 import scipy.io
 
 from mofa_ml import samples
+from mofa_ml.data import crop
 from mofa_ml.data import detection
 from mofa_ml.facemodel import face_model
+from mofa_ml.fitting import fit
 from mofa_ml.reconstruction import reconstruct
 from mofa_ml.reconstruction import reconstructor as reconstructor_lib
+from mofa_ml.reconstruction import video as video_lib
+from mofa_ml.reconstruction import video_tracking
+from mofa_ml.rendering import camera
 import cli_harness
 import test_face_model
+import test_video
 
 CHECKPOINT = pathlib.Path(__file__).parent / 'data' / 'checkpoint_0_1_0' / '2'
 # The largest array file of that checkpoint: truncated, TensorStore fails
@@ -152,3 +160,103 @@ def test_ctrl_c_during_a_face_stops_in_one_line(tmp_path, monkeypatch,
       'mofa reconstruct: stopping after the current face (again to stop at '
       'once)', line], result.stderr
   assert not os.path.exists(tmp_path / 'out')
+
+
+@pytest.fixture(name='quick_video')
+def _quick_video(ict_model, tmp_path, monkeypatch):
+  """`mofa reconstruct` of a 3-frame clip in seconds: the tracking, the
+  identity and each frame's fit are stand-ins (the mean face, centred);
+  the passes over the frames and the files are the real ones. Returns the
+  clip and the frames fitted so far."""
+  layout = fit.fit_layout(ict_model)
+  vector = np.zeros(layout.size, np.float32)
+  vertices = ict_model.geometry(np.zeros(ict_model.num_shape),
+                                np.zeros(ict_model.num_expression))
+  vector[slice(*layout.offsets['translation'])] = camera.centring_translation(
+      vertices, ict_model.landmark_vertices, np.zeros(3))
+  marks = np.stack(np.meshgrid(np.linspace(16, 48, 9),
+                               np.linspace(16, 48, 8)), -1).reshape(-1, 2)[:68]
+  offsets = np.zeros((ict_model.num_vertices, 3), np.float32)
+  fitted = []
+
+  def track(model, frames, landmarker, progress):
+    del model, landmarker, progress
+    count = len([index for index, _ in frames])
+    return video_tracking.Track(np.arange(count), np.ones(count, bool),
+                                np.tile(marks, (count, 1, 1)),
+                                np.ones((count, 68)), np.zeros(count),
+                                np.ones(count))
+
+  def fit_frame(*args):
+    fitted.append(args[2])
+    return vector, 0.01, False, False, crop.crop_transform(marks)
+
+  monkeypatch.setattr(video_tracking, 'track_faces', track)
+  monkeypatch.setattr(video_tracking, 'shared_identity',
+                      lambda *args: (vector, offsets, offsets, None))
+  monkeypatch.setattr(video_lib, '_fit_frame', fit_frame)
+  monkeypatch.setattr(face_model, 'load_face_model', lambda spec: ict_model)
+  stand_in = types.SimpleNamespace(
+      model=ict_model, rig=None, reconstruct_face=lambda *args: None,
+      intrinsics=camera.default_intrinsics(crop.CROP_SIZE))
+  monkeypatch.setattr(reconstructor_lib, 'Reconstructor',
+                      lambda *args: stand_in)
+  monkeypatch.setattr(detection, 'FaceLandmarker', lambda: None)
+  handlers = {number: signal.getsignal(number)
+              for number in (signal.SIGINT, signal.SIGTERM)}
+  yield test_video.small_clip(tmp_path / 'clip.mp4', frames=3), fitted
+  for number, handler in handlers.items():
+    signal.signal(number, handler)
+
+
+def _lines(stderr):
+  """The command's lines as a terminal shows them (a bar's \\r returns to
+  the line's start), without the progress bars."""
+  return [line for line in re.split('[\r\n]', stderr)
+          if line.startswith('mofa ')]
+
+
+def test_ctrl_c_during_a_video_stops_between_its_frames(quick_video,
+                                                        tmp_path):
+  # Before: the first Ctrl-C waited for every frame of the video.
+  clip, fitted = quick_video
+  fit_frame = video_lib._fit_frame  # pylint: disable=protected-access
+
+  def pressed_during_the_first(*args):
+    if not fitted:
+      os.kill(os.getpid(), signal.SIGINT)
+    return fit_frame(*args)
+
+  video_lib._fit_frame = pressed_during_the_first  # undone by monkeypatch
+  result = cli_harness.run('reconstruct', f'--input={clip}',
+                           f'--output={tmp_path}/out')
+  assert result.code == 128 + signal.SIGINT, result
+  assert 'Traceback' not in result.stderr
+  assert len(fitted) == 1  # not the other 2 frames
+  assert _lines(result.stderr) == [
+      'mofa reconstruct: stopping after the current face (again to stop at '
+      'once)', f'mofa reconstruct: stopped by SIGINT; {clip} was not '
+      'written'], result.stderr
+  assert result.stderr.endswith(f'\n{_lines(result.stderr)[-1]}\n')
+  assert result.stdout.strip().endswith('nothing written; 0 input(s) failed')
+  assert sorted(os.listdir(tmp_path)) == ['clip.mp4']  # no out/, no partial
+
+
+def test_an_overlay_video_missing_frames_is_a_failure_not_a_file(
+    quick_video, tmp_path, monkeypatch):
+  import cv2  # pylint: disable=g-import-not-at-top
+  clip, fitted = quick_video
+  monkeypatch.setattr(test_video.DroppingWriter, 'real', cv2.VideoWriter)
+  monkeypatch.setattr(cv2, 'VideoWriter', test_video.DroppingWriter)
+  result = cli_harness.run('reconstruct', f'--input={clip}',
+                           f'--output={tmp_path}/out')
+  assert result.code == 1, result
+  assert 'Traceback' not in result.stderr
+  line = (f'{clip}: the overlay video holds 2 of its 3 frames (is '
+          f'{tmp_path}/out full?)')
+  assert _lines(result.stderr) == [f'mofa reconstruct: {line}',
+                                   'mofa reconstruct: 1 input(s) failed:']
+  assert f'\n  {line}\n' in result.stderr
+  assert len(fitted) == 3
+  assert result.stdout.strip().endswith('nothing written; 1 input(s) failed')
+  assert sorted(os.listdir(tmp_path)) == ['clip.mp4']  # no out/, no partial

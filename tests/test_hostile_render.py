@@ -125,3 +125,12 @@ def test_reconstruct_leaves_no_empty_output_when_every_input_fails(
   assert 'Traceback' not in result.stderr
   assert result.stdout.strip().endswith('nothing written; 1 input(s) failed')
   assert not output.exists()
+
+
+def test_ctrl_c_while_rendering_is_one_line_and_no_image(tmp_path):
+  # Before: a KeyboardInterrupt traceback out of XLA's compiler.
+  result = cli_harness.interrupted(
+      'render', f'--output={tmp_path}/face.png', '--image_size=2048',
+      after='mofa_ml.rendering.viz', delay=1.0)  # render's import
+  cli_harness.assert_stopped_by_ctrl_c(result, 'render')
+  assert not os.listdir(tmp_path)  # no image, no .partial-* either

@@ -187,9 +187,76 @@ def test_the_overlay_video_is_read_back_or_refused(clip, ict_model,
   handle = os.open(tmp_path / 'placeholder', os.O_CREAT | os.O_WRONLY)
   missing = str(tmp_path / 'gone' / 'overlay.mp4')
   monkeypatch.setattr(video_lib.tempfile, 'mkstemp',
-                      lambda suffix: (handle, missing))
+                      lambda **kwargs: (handle, missing))
   with pytest.raises(OSError, match='cannot write the overlay video'):
     video_lib.video_files(ict_model, path, video, 1)
+
+
+def small_clip(path, frames=5, size=64):
+  """A clip of `frames` grey frames, each brighter."""
+  import cv2  # pylint: disable=g-import-not-at-top
+  writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*'mp4v'), 10,
+                           (size, size))
+  for k in range(frames):
+    writer.write(np.full((size, size, 3), 40 * k, np.uint8))
+  writer.release()
+  return str(path)
+
+
+class DroppingWriter:
+  """cv2.VideoWriter that loses every second frame and says nothing, as
+  OpenCV's does on a full disk."""
+  real = None
+
+  def __init__(self, *args):
+    self.writer, self.frames = DroppingWriter.real(*args), 0
+
+  def isOpened(self):  # pylint: disable=invalid-name
+    return self.writer.isOpened()
+
+  def write(self, frame):
+    self.frames += 1
+    if self.frames % 2:
+      self.writer.write(frame)
+
+  def release(self):
+    self.writer.release()
+
+
+def test_the_overlay_is_encoded_in_the_scratch_folder_and_counted(
+    tmp_path, monkeypatch):
+  import cv2  # pylint: disable=g-import-not-at-top
+  path = small_clip(tmp_path / 'clip.mp4')
+  scratch = tmp_path / 'results'
+  scratch.mkdir()
+  seen = []
+
+  def draw(index, frame):
+    seen.append(sorted(os.listdir(scratch)))
+    return frame
+
+  data = video_lib.overlay_video(path, 1, 10.0, draw, str(scratch))
+  assert data[4:8] == b'ftyp' and len(seen) == 5
+  assert seen[0][0].startswith('.partial-') and seen[0][0].endswith('.mp4')
+  assert not os.listdir(scratch)
+  monkeypatch.setattr(DroppingWriter, 'real', cv2.VideoWriter)
+  monkeypatch.setattr(cv2, 'VideoWriter', DroppingWriter)
+  with pytest.raises(OSError) as error:
+    video_lib.overlay_video(path, 1, 10.0, draw, str(scratch))
+  assert str(error.value) == (f'{path}: the overlay video holds 3 of its 5 '
+                              f'frames (is {scratch} full?)')
+  assert not os.listdir(scratch)
+
+
+def test_a_stop_request_ends_a_video_between_frames(tmp_path):
+  path = small_clip(tmp_path / 'clip.mp4')
+  drawn = []
+  with pytest.raises(video_lib.Stopped):
+    video_lib.overlay_video(path, 1, 10.0,
+                            lambda index, frame: drawn.append(index) or frame,
+                            str(tmp_path), stop=lambda: len(drawn) == 2)
+  assert drawn == [0, 1]
+  assert sorted(os.listdir(tmp_path)) == ['clip.mp4']  # no .partial-*
 
 
 def test_nearest_face_and_identity_frames():

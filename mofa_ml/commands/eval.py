@@ -144,8 +144,9 @@ def main(argv):
                            f'({_SPLIT.value})')
   files = report.report_files(method.model, per_image, info, title)
   try:
-    os.makedirs(output, exist_ok=True)
-    meshes.write_files(output, files, overwrite=_OVERWRITE.value)
+    with cli.interrupts_held():  # not eval.json without its table
+      os.makedirs(output, exist_ok=True)
+      meshes.write_files(output, files, overwrite=_OVERWRITE.value)
   except (FileExistsError, OSError) as e:
     _fail(str(e))
   print(files['eval.md'].decode())

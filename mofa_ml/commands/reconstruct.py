@@ -172,8 +172,10 @@ def main(argv):
     print(f'{summary.written} reconstruction(s) written into {output}; '
           f'{len(summary.failed)} input(s) failed')
   if summary.stopped:
-    print(f'mofa reconstruct: stopped by {signal.Signals(stop.signal).name}',
-          file=sys.stderr)
+    dropped = (f'; {summary.unfinished} was not written'
+               if summary.unfinished else '')
+    print(f'mofa reconstruct: stopped by {signal.Signals(stop.signal).name}'
+          f'{dropped}', file=sys.stderr)
     sys.exit(128 + stop.signal)
   if summary.failed:
     sys.exit(1)

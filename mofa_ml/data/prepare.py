@@ -22,6 +22,7 @@ import io
 import json
 import multiprocessing
 import os
+import signal
 import zlib
 from typing import Dict, List, Optional, Tuple
 
@@ -233,6 +234,24 @@ def _write_shard(job, landmarker=None) -> int:
   return len(chunk)
 
 
+def _worker_pool(count: int):
+  """Processes for `_write_shard` that leave Ctrl-C to this one: they
+  would each print a KeyboardInterrupt traceback, and the pool's end
+  (SIGTERM) lets a shard being written remove its temporary file."""
+  held = signal.signal(signal.SIGINT, signal.SIG_IGN)  # inherited, and
+  try:  # Python in the child then installs no KeyboardInterrupt of its own
+    return multiprocessing.get_context('spawn').Pool(
+        count, initializer=signal.signal,
+        initargs=(signal.SIGTERM, _exit_on_sigterm))
+  finally:
+    signal.signal(signal.SIGINT, held)
+
+
+def _exit_on_sigterm(number, frame):
+  del frame
+  raise SystemExit(128 + number)
+
+
 def _manifest_digest(items: List[inputs_lib.Item],
                      options: PrepareOptions) -> str:
   digest = hashlib.sha256()
@@ -263,6 +282,9 @@ def prepare(inputs: List[str], output: str, options: PrepareOptions,
   output = os.path.abspath(output)
   if os.path.lexists(output) and not os.path.isdir(output):
     raise ValueError(f'--output {output} is a file; name a folder')
+  blocking = image_io.file_above(output)
+  if blocking:
+    raise ValueError(f'--output {output}: {blocking} is a file, not a folder')
   for path in inputs:
     if os.path.commonpath([os.path.abspath(path), output]) == os.path.abspath(
         path) and os.path.isdir(path):
@@ -296,17 +318,17 @@ def prepare(inputs: List[str], output: str, options: PrepareOptions,
         shard % options.part_count == options.part_index):
       jobs.append((path, chunk, options))
   done = len(items) - sum(len(chunk) for _, chunk, _ in jobs)
-  bar = tqdm.tqdm(total=len(items), initial=done, unit='image',
-                  desc='prepare', disable=not progress)
-  if options.num_workers > 1 and len(jobs) > 1:
-    with multiprocessing.get_context('spawn').Pool(options.num_workers) as pool:
-      for count in pool.imap_unordered(_write_shard, jobs):
-        bar.update(count)
-  else:
-    landmarker = landmarker or detection.FaceLandmarker()
-    for job in jobs:
-      bar.update(_write_shard(job, landmarker))
-  bar.close()
+  # Closed on Ctrl-C too, so that the line saying so is a line of its own.
+  with tqdm.tqdm(total=len(items), initial=done, unit='image',
+                 desc='prepare', disable=not progress) as bar:
+    if options.num_workers > 1 and len(jobs) > 1:
+      with _worker_pool(options.num_workers) as pool:
+        for count in pool.imap_unordered(_write_shard, jobs):
+          bar.update(count)
+    else:
+      landmarker = landmarker or detection.FaceLandmarker()
+      for job in jobs:
+        bar.update(_write_shard(job, landmarker))
   missing = [shard for shard in range(shard_count) if not os.path.isfile(
       os.path.join(shard_dir, f'shard-{shard:05d}.npz'))]
   if missing:

@@ -173,6 +173,7 @@ class Summary(NamedTuple):
   written: int
   failed: List[str]
   stopped: bool
+  unfinished: Optional[str] = None  # the video `stop` ended, not written
 
 
 def reconstruct_inputs(reconstructor: reconstructor_lib.Reconstructor,
@@ -188,7 +189,8 @@ def reconstruct_inputs(reconstructor: reconstructor_lib.Reconstructor,
 
   Every input that fails, whatever raises, costs one line (`fail`) and the
   run goes on; `stop` is asked between inputs and faces, so an interrupted
-  run ends after a whole folder.
+  run ends after a whole folder, and between a video's frames, which drops
+  the video (`Summary.unfinished`).
 
   Args:
     reconstructor: the model and how to reconstruct.
@@ -219,12 +221,15 @@ def reconstruct_inputs(reconstructor: reconstructor_lib.Reconstructor,
       if job.is_video:
         folder = os.path.join(output, job.name)
         check_folder(folder, video_lib.VIDEO_FILES, overwrite)
-        video = video_lib.reconstruct_video(reconstructor, job.source,
-                                            landmarker, frame_step,
-                                            smooth_frames, progress=progress)
+        video = video_lib.reconstruct_video(
+            reconstructor, job.source, landmarker, frame_step, smooth_frames,
+            progress=progress, stop=stop)
+        # The overlay is encoded in the output folder: the system's
+        # temporary one may be small.
         write_folder(folder, video_lib.video_files(
             reconstructor.model, job.source, video, frame_step,
-            reconstructor.rig), overwrite)
+            reconstructor.rig, output if os.path.isdir(output) else None,
+            stop), overwrite)
         written += 1
         report(f'{folder}: {len(video.frames)} frames, {int(sum(~video.found))}'
                f' without a face, {int(sum(video.refitted))} refitted, '
@@ -253,6 +258,8 @@ def reconstruct_inputs(reconstructor: reconstructor_lib.Reconstructor,
                f'base {metrics["photometric_error_base"]:.3f} final '
                f'{metrics["photometric_error_final"]:.3f}, '
                f'{result.seconds:.1f} s')
+    except video_lib.Stopped:
+      return Summary(written, failed, True, job.source)
     except Exception as e:  # pylint: disable=broad-except
       # One input's failure, whatever it is, must not end the run.
       line = describe_failure(job.source, e)

@@ -20,7 +20,7 @@ import io
 import json
 import os
 import tempfile
-from typing import Dict, Optional
+from typing import Callable, Dict, Optional
 
 import jax
 import jax.numpy as jnp
@@ -99,8 +99,17 @@ class VideoReconstruction:
   identity_frames: np.ndarray
 
 
-def read_video_frames(path: str, frame_step: int = 1):
-  """Yields (index, RGB uint8 frame) of every `frame_step`-th frame."""
+class Stopped(Exception):
+  """The `stop` callback asked a video's passes to end (between frames)."""
+
+
+def read_video_frames(path: str, frame_step: int = 1,
+                      stop: Optional[Callable[[], bool]] = None):
+  """Yields (index, RGB uint8 frame) of every `frame_step`-th frame.
+
+  Raises:
+    Stopped: `stop()` is true before a frame.
+  """
   import cv2  # pylint: disable=g-import-not-at-top
   capture = cv2.VideoCapture(path)
   if not capture.isOpened():
@@ -108,6 +117,8 @@ def read_video_frames(path: str, frame_step: int = 1):
   index = 0
   try:
     while True:
+      if stop is not None and stop():
+        raise Stopped(f'{path}: stopped before frame {index}')
       ok, frame = capture.read()
       if not ok:
         break
@@ -203,7 +214,8 @@ def reconstruct_video(reconstructor, path: str, landmarker,
                       frame_step: int = 1, smooth_sigma: float = 1.5,
                       frame_config: fit.FitConfig = FRAME_CONFIG,
                       progress: bool = False,
-                      identity_frames: int = IDENTITY_FRAMES
+                      identity_frames: int = IDENTITY_FRAMES,
+                      stop: Optional[Callable[[], bool]] = None
                       ) -> VideoReconstruction:
   """Reconstructs a video's tracked face with one identity (module doc).
 
@@ -218,14 +230,16 @@ def reconstruct_video(reconstructor, path: str, landmarker,
     frame_config: the fitting of each frame (`fixed_identity`).
     progress: show progress bars.
     identity_frames: at most this many frames make the identity.
+    stop: asked before each frame of each pass.
 
   Raises:
     ValueError: no face in any sampled frame.
+    Stopped: `stop()` became true.
   """
   import tqdm  # pylint: disable=g-import-not-at-top
   model = reconstructor.model
-  track = tracking.track_faces(
-      model, read_video_frames(path, frame_step), landmarker, progress)
+  frames = lambda: read_video_frames(path, frame_step, stop)
+  track = tracking.track_faces(model, frames(), landmarker, progress)
   if not track.found.any():
     raise ValueError(f'{path}: no face found in any sampled frame')
   layout = fit.fit_layout(model)
@@ -233,16 +247,15 @@ def reconstruct_video(reconstructor, path: str, landmarker,
       track.yaw_degrees, track.sharpness, identity_frames)
   faces = [reconstructor.reconstruct_face(frame, track.landmarks[k],
                                           track.confidence[k])
-           for k, (_, frame) in enumerate(read_video_frames(path, frame_step))
-           if k in chosen]
+           for k, (_, frame) in enumerate(frames()) if k in chosen]
   identity = tracking.shared_identity(model, layout, faces)[:3]
   first = int(np.argmax(track.found))
   photo_camera = camera.photo_intrinsics(
       reconstructor.intrinsics, crop.crop_transform(track.landmarks[first]))
   rows, previous = [], None
   for k, (_, frame) in enumerate(tqdm.tqdm(
-      read_video_frames(path, frame_step), total=len(track.frames),
-      unit='frame', disable=not progress)):
+      frames(), total=len(track.frames), unit='frame',
+      disable=not progress)):
     if k >= first and not track.found[k]:  # carried over
       rows.append((previous, np.nan, False, False, rows[-1][4]))
     elif k >= first:
@@ -270,7 +283,9 @@ def reconstruct_video(reconstructor, path: str, landmarker,
 
 
 def video_files(model: fm.FaceModel, path: str, video: VideoReconstruction,
-                frame_step: int, rig: Optional[arkit.BlendshapeRig] = None
+                frame_step: int, rig: Optional[arkit.BlendshapeRig] = None,
+                scratch: Optional[str] = None,
+                stop: Optional[Callable[[], bool]] = None
                 ) -> Dict[str, bytes]:
   """parameters.npz, identity_final.ply, overlay.mp4 and the animation
   files (`animation.video_files`) of a video.
@@ -279,8 +294,8 @@ def video_files(model: fm.FaceModel, path: str, video: VideoReconstruction,
   'found', 'landmark_agreement', 'refitted', 'lost', ...); with the model's
   blendshape `rig`, the per-frame ARKit weights of the smoothed
   expressions too ('arkit_weights' (T, K), 'arkit_names' (K,)).
+  `scratch` and `stop`: see `overlay_video`.
   """
-  import cv2  # pylint: disable=g-import-not-at-top
   source_fps = video.fps * frame_step
   files, weights = animation.video_files(
       model, rig, video.layout, video.vectors, video.frames / source_fps,
@@ -308,32 +323,55 @@ def video_files(model: fm.FaceModel, path: str, video: VideoReconstruction,
   files['identity_final.ply'] = meshes.ply_bytes(
       np.asarray(identity.vertices), np.asarray(model.triangles),
       np.clip(np.asarray(identity.reflectance), 0, 1))
-  writer, temporary = None, None
   by_frame = {int(f): k for k, f in enumerate(video.frames)}
+
+  def draw(index, frame):
+    if index not in by_frame:
+      return frame
+    k = by_frame[index]
+    face = outputs.Reconstruction(
+        video.layout.split(jnp.asarray(video.vectors[k])),
+        video.geometry_offsets, video.reflectance_offsets,
+        video.crop_transforms[k], video.landmarks[k], None, {}, 0.0)
+    final = levels.surfaces(model, face.params, video.geometry_offsets,
+                            video.reflectance_offsets)[1]
+    return outputs.overlay_on_photo(model, frame, face, final,
+                                    video.photo_camera)
+
+  files['overlay.mp4'] = overlay_video(path, frame_step, video.fps, draw,
+                                       scratch, stop)
+  return files
+
+
+def overlay_video(path: str, frame_step: int, fps: float, draw: Callable,
+                  scratch: Optional[str] = None,
+                  stop: Optional[Callable[[], bool]] = None) -> bytes:
+  """The mp4 of `draw(index, frame)` of every sampled frame of `path`.
+
+  It is encoded into a temporary file in `scratch` (the results' folder;
+  default the system's temporary folder, which may be small) and read back.
+
+  Raises:
+    OSError: the video could not be written whole.
+    Stopped: `stop()` is true before a frame.
+  """
+  import cv2  # pylint: disable=g-import-not-at-top
+  writer, temporary, written = None, None, 0
   try:
-    for index, frame in read_video_frames(path, frame_step):
+    for index, frame in read_video_frames(path, frame_step, stop):
       if writer is None:
-        handle, temporary = tempfile.mkstemp(suffix='.mp4')
+        handle, temporary = tempfile.mkstemp(suffix='.mp4', prefix='.partial-',
+                                             dir=scratch)
         os.close(handle)
         writer = cv2.VideoWriter(temporary, cv2.VideoWriter_fourcc(*'mp4v'),
-                                 video.fps, (frame.shape[1], frame.shape[0]))
+                                 fps, (frame.shape[1], frame.shape[0]))
         if not writer.isOpened():
           raise OSError(f'{path}: cannot write the overlay video into '
                         f'{os.path.dirname(temporary)}')
-        written = 0
-      picture = frame
-      if index in by_frame:
-        k = by_frame[index]
-        face = outputs.Reconstruction(
-            video.layout.split(jnp.asarray(video.vectors[k])),
-            video.geometry_offsets, video.reflectance_offsets,
-            video.crop_transforms[k], video.landmarks[k], None, {}, 0.0)
-        final = levels.surfaces(model, face.params, video.geometry_offsets,
-                                video.reflectance_offsets)[1]
-        picture = outputs.overlay_on_photo(model, frame, face, final,
-                                           video.photo_camera)
-      writer.write(cv2.cvtColor(picture, cv2.COLOR_RGB2BGR))
+      writer.write(cv2.cvtColor(draw(index, frame), cv2.COLOR_RGB2BGR))
       written += 1
+    if writer is None:
+      raise OSError(f'{path}: no frame could be read for the overlay video')
     writer.release()
     writer = None
     # OpenCV's writer reports no failure (a full disk leaves a few
@@ -346,10 +384,9 @@ def video_files(model: fm.FaceModel, path: str, video: VideoReconstruction,
                     f'{written} frames (is {os.path.dirname(temporary)} '
                     'full?)')
     with open(temporary, 'rb') as f:
-      files['overlay.mp4'] = f.read()
+      return f.read()
   finally:
     if writer is not None:
       writer.release()
     if temporary and os.path.exists(temporary):
       os.remove(temporary)
-  return files
