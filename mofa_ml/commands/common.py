@@ -31,8 +31,10 @@ def define_reconstruction_flags(fit_by_default: bool) -> ReconstructionFlags:
   """--checkpoint, --fit, --fit_steps and --fit_solver."""
   return ReconstructionFlags(
       checkpoint=flags.DEFINE_string(
-          'checkpoint', None, 'Training workdir (or its checkpoints/) of a '
-          'regressor; without it the faces are fitted per image.'),
+          'checkpoint', None, 'A regressor: a training workdir (or its '
+          'checkpoints/) or a weights file (.npz, python -m '
+          'mofa_ml.learning.export_weights); without it the faces are '
+          'fitted per image.'),
       fit=flags.DEFINE_bool(
           'fit', fit_by_default, 'With --checkpoint: refine the '
           "regressor's prediction by per-image fitting (--nofit: the "
