@@ -131,6 +131,15 @@ def test_unknown_synthetic_field_is_named():
   config.stage1.supervision.shape = 1.0
   with pytest.raises(ValueError, match='supervision has unknown terms shape'):
     configs.check_config(config)
+  config = tiny_config()
+  config.synthetic.image_size = 64
+  with pytest.raises(ValueError, match='the crop size is config.image_size'):
+    configs.check_config(config)
+  # A TFDS set has no truth to supervise with.
+  config = tiny_config()
+  config.dataset = 'mofa_synthetic/tiny'
+  with pytest.raises(ValueError, match='supervision needs the truth'):
+    configs.check_config(config)
 
 
 _RUN = '''

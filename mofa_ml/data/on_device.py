@@ -67,6 +67,9 @@ class Distribution:
       ValueError: a field neither `SyntheticConfig` nor this class knows.
     """
     fields = dict(config.get('synthetic', {}))
+    if 'image_size' in fields:
+      raise ValueError('config.synthetic.image_size: the crop size is '
+                       'config.image_size')
     known = {field.name for field in dataclasses.fields(
         synthetic.SyntheticConfig)}
     unknown = set(fields) - known - set(_CAMERA_FIELDS)

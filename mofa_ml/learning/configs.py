@@ -99,6 +99,11 @@ def check_config(config: ml_collections.ConfigDict):
       raise ValueError(f'config.{stage}.supervision has unknown terms '
                        f'{", ".join(sorted(unknown))} (there are '
                        f'{", ".join(supervision.TERMS)})')
+    if (config.dataset != on_device.DATASET and
+        any(config[stage].get('supervision', {}).values())):
+      raise ValueError(f'config.{stage}.supervision needs the truth of '
+                       f"on-device data (config.dataset = "
+                       f"'{on_device.DATASET}'), not {config.dataset}")
   if config.optimizer.name not in ('adadelta', 'adam'):
     raise ValueError(f'config.optimizer.name is adadelta or adam, not '
                      f'{config.optimizer.name!r}')
