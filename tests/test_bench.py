@@ -49,3 +49,13 @@ def test_bench_command_refuses_bad_arguments_in_one_line(tmp_path):
   assert missing.returncode != 0
   assert 'config file not found' in missing.stderr
   assert 'Traceback' not in missing.stderr + again.stderr
+
+
+def test_the_gpu_script_parses_and_names_its_usage():
+  script = os.path.join(ROOT, 'experiments', 'gpu.sh')
+  assert subprocess.run(['bash', '-n', script], check=False).returncode == 0
+  for args in ([], ['run'], ['train']):
+    result = subprocess.run(['bash', script, *args], capture_output=True,
+                            text=True, check=False)
+    assert result.returncode != 0
+    assert 'usage: experiments/gpu.sh' in result.stderr
