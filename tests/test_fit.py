@@ -50,8 +50,10 @@ def _geometry_mm(model, params, vertices, offsets=0.0):
 # The ladder's renders light faces with coloured lights and in-space
 # reflectances beyond [0, 1]: the appearance priors, chosen for real photos,
 # are off in this test of the code (the truth recovered in-space).
+# From the truth no continuation: the fit must stay at the objective's
+# optimum, which is the truth in-space.
 IN_SPACE = fit.FitConfig(final_steps=0, light_colour_prior=0.0,
-                         reflectance_bound=0.0)
+                         reflectance_bound=0.0, prediction_stages=())
 
 
 def _ladder_errors(model, config, count, fit_config=IN_SPACE):
@@ -191,9 +193,10 @@ def test_the_default_schedule_is_the_continuation_then_the_loss_weights():
       [('landmarks', 300.0)] * 5 + [('all', 100.0)] * 4 +
       [('all', 30.0)] * 4 + [('all', 10.0)] * 4 + [('all', 3.0)] * 4 +
       [('all', 1.0)] * 12)
-  # From a prediction the continuation is skipped.
+  # From a prediction: a short continuation (a regressor's pose is not the
+  # landmarks' yet).
   assert iterations(config.base_schedule(from_mean=False)) == (
-      [('all', 1.0)] * 12)
+      [('landmarks', 300.0)] * 5 + [('all', 10.0)] * 4 + [('all', 1.0)] * 12)
   hash(config)  # a static jit argument
   with pytest.raises(TypeError, match='ContinuationStage'):
     fit.FitConfig(continuation=(300.0, (100.0, 4)))
@@ -228,7 +231,7 @@ def test_final_phase_moves_vertices_along_the_base_normals_only(ict_model):
       model, intrinsics, jnp.asarray(face['image'][0]),
       jnp.asarray(face['landmarks'][0]),
       jnp.asarray(face['landmark_confidence'][0]),
-      fit.FitConfig(base_steps=0, final_steps=10),
+      fit.FitConfig(base_steps=0, final_steps=10, prediction_stages=()),
       network.Prediction(truth, start, jnp.zeros_like(start)))
   base = model.geometry(result.params.shape, result.params.expression)
   normals = mesh.vertex_normals(base, model.triangles)
@@ -258,3 +261,32 @@ def test_raster_support_makes_the_truth_photometrically_exact(ict_model):
   # background; the rendered-picture comparison is exact up to 8-bit noise.
   assert float(terms['backface']['photometric_error_base']) > 0.005
   assert float(terms['raster']['photometric_error_base']) < 0.002
+
+
+def test_a_fit_from_a_poor_prediction_reaches_the_landmarks(ict_model):
+  # A regressor's pose is off (here 15 degrees of yaw and 15 mm): the
+  # prediction's schedule starts with the landmarks, so the fit ends on them
+  # as one from the mean face does.
+  config = dataclasses.replace(STEP_B, max_yaw=30.0)
+  layout = layout_lib.ParameterLayout.for_model(ict_model)
+  base_layout = layout_lib.ParameterLayout.for_model(ict_model, 0, False)
+  intrinsics = camera.default_intrinsics()
+  face = jax.device_get(synthetic.generate_batch(
+      jax.random.PRNGKey(3), ict_model, layout, intrinsics, config, 1))
+  truth = base_layout.split(jnp.asarray(face['params'][0]))
+  poor = truth._replace(
+      shape=jnp.zeros_like(truth.shape),
+      expression=jnp.zeros_like(truth.expression),
+      rotation=truth.rotation + jnp.asarray([0.0, np.radians(15.0), 0.0]),
+      translation=truth.translation + jnp.asarray([15.0, -10.0, 40.0]))
+  zeros = jnp.zeros((ict_model.num_vertices, 3))
+  result = fit.fit_face(
+      ict_model, intrinsics, jnp.asarray(face['image'][0]),
+      jnp.asarray(face['landmarks'][0]),
+      jnp.asarray(face['landmark_confidence'][0]),
+      dataclasses.replace(IN_SPACE, prediction_stages=fit.FitConfig(
+      ).prediction_stages), network.Prediction(poor, zeros, zeros))
+  assert float(result.start['landmark_error_px']) > 10.0
+  assert float(result.end['landmark_error_px']) < 1.5
+  assert _geometry_mm(ict_model, result.params,
+                      jnp.asarray(face['vertices'][0])) < 1.5

@@ -13,6 +13,7 @@ For every example: the reconstruction's base and final levels, then
 `report` turns the per-image values into tables and plots.
 """
 
+import dataclasses
 import functools
 import time
 from typing import Callable, Dict, Iterable, NamedTuple, Optional, Tuple
@@ -68,6 +69,8 @@ def fitting_method(model: fm.FaceModel, intrinsics: camera.Intrinsics,
   regressor's prediction, or (`start_from_truth`, synthetic data) the true
   base-level parameters: where the objective itself leads."""
   base_layout = layout_lib.ParameterLayout.for_model(model, 0, False)
+  if start_from_truth:  # no continuation: the objective's own optimum
+    config = dataclasses.replace(config, prediction_stages=())
 
   def reconstruct(batch):
     images = batch['image']

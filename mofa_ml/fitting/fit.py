@@ -73,10 +73,9 @@ def final_phase_loss(**overrides) -> objective.LossConfig:
 
 
 # Fitting compares only what the photo shows (depth test, footprint on the
-# face); the base level is compared through the rendered picture's
-# colours, so that its optimum on a face the model can render is that
-# face. The final level's per-vertex reflectance is compared point by
-# point: a picture would blur the detail its correctives are there to take.
+# face); the base level through the rendered picture's colours, so that its
+# optimum on a face the model can render is that face; the final level's
+# reflectance point by point (a picture would blur the correctives' detail).
 FIT_LOSS_OPTIONS = dict(visibility='raster')
 
 
@@ -89,8 +88,8 @@ class FitConfig:
     'gauss_newton' (default): Levenberg-Marquardt (`gauss_newton.solve`).
       From the mean face, the `continuation` stages: landmarks and prior
       under a strong prior, then every base term with the prior relaxed
-      step by step; then, also from a prediction, `base_steps` iterations
-      (default 12) at the loss's own weights (`base_schedule`).
+      step by step (from a prediction, the shorter `prediction_stages`);
+      then `base_steps` iterations (default 12) at the loss's own weights.
     'adam': `base_steps` Adam steps (default 200).
   With Levenberg-Marquardt, `corrective_harmonics` smooth displacement
   modes (default 20; none for Adam or `fixed_identity`) are solved with the
@@ -112,9 +111,10 @@ class FitConfig:
       ContinuationStage('all', prior_scale=30.0, iterations=4),
       ContinuationStage('all', prior_scale=10.0, iterations=4),
       ContinuationStage('all', prior_scale=3.0, iterations=4))
-  # Stages before the `base_steps` iterations from a prediction (e.g. a
-  # landmark stage for a video's frame, before the photometric term).
-  prediction_stages: Tuple[ContinuationStage, ...] = ()
+  # From a prediction: a regressor's pose is not the landmarks' yet.
+  prediction_stages: Tuple[ContinuationStage, ...] = (
+      ContinuationStage('landmarks', prior_scale=300.0, iterations=5),
+      ContinuationStage('all', prior_scale=10.0, iterations=4))
   base_steps: Optional[int] = None
   irls_epsilon: float = 1e-3
   hessian_vertices: int = 1024
