@@ -241,13 +241,20 @@ def test_final_phase_moves_vertices_along_the_base_normals_only(ict_model):
   np.testing.assert_allclose(moved, along[:, None] * normals, atol=1e-5)
 
 
-def test_raster_support_makes_the_truth_photometrically_exact(ict_model):
-  layout = layout_lib.ParameterLayout.for_model(ict_model)
-  base_layout = layout_lib.ParameterLayout.for_model(ict_model, 0, False)
+def _one_face(model, config):
+  """(the face's arrays, its true base-level FaceParams, the crop camera)."""
+  layout = layout_lib.ParameterLayout.for_model(model)
   intrinsics = camera.default_intrinsics()
   face = jax.device_get(synthetic.generate_batch(
-      jax.random.PRNGKey(3), ict_model, layout, intrinsics, STEP_A, 1))
-  params = base_layout.split(jnp.asarray(face['params'][0]))
+      jax.random.PRNGKey(3), model, layout, intrinsics, config, 1))
+  face = {name: value[0] for name, value in face.items()}
+  truth = layout_lib.ParameterLayout.for_model(model, 0, False).split(
+      jnp.asarray(face['params']))
+  return face, truth, intrinsics
+
+
+def test_raster_support_makes_the_truth_photometrically_exact(ict_model):
+  face, params, intrinsics = _one_face(ict_model, STEP_A)
   zeros = jnp.zeros((ict_model.num_vertices, 3))
   terms = {}
   for visibility, correction in (('backface', False), ('raster', True)):
@@ -255,8 +262,8 @@ def test_raster_support_makes_the_truth_photometrically_exact(ict_model):
         'stage1', visibility=visibility, raster_correction=correction)
     terms[visibility] = objective.face_objective(
         ict_model, intrinsics, loss, params, zeros, zeros,
-        jnp.asarray(face['image'][0]), jnp.asarray(face['landmarks'][0]),
-        jnp.asarray(face['landmark_confidence'][0]), jax.random.PRNGKey(0))
+        jnp.asarray(face['image']), jnp.asarray(face['landmarks']),
+        jnp.asarray(face['landmark_confidence']), jax.random.PRNGKey(0))
   # The paper's comparison leaves silhouette and hidden vertices on the
   # background; the rendered-picture comparison is exact up to 8-bit noise.
   assert float(terms['backface']['photometric_error_base']) > 0.005
@@ -267,13 +274,8 @@ def test_a_fit_from_a_poor_prediction_reaches_the_landmarks(ict_model):
   # A regressor's pose is off (here 15 degrees of yaw and 15 mm): the
   # prediction's schedule starts with the landmarks, so the fit ends on them
   # as one from the mean face does.
-  config = dataclasses.replace(STEP_B, max_yaw=30.0)
-  layout = layout_lib.ParameterLayout.for_model(ict_model)
-  base_layout = layout_lib.ParameterLayout.for_model(ict_model, 0, False)
-  intrinsics = camera.default_intrinsics()
-  face = jax.device_get(synthetic.generate_batch(
-      jax.random.PRNGKey(3), ict_model, layout, intrinsics, config, 1))
-  truth = base_layout.split(jnp.asarray(face['params'][0]))
+  face, truth, intrinsics = _one_face(
+      ict_model, dataclasses.replace(STEP_B, max_yaw=30.0))
   poor = truth._replace(
       shape=jnp.zeros_like(truth.shape),
       expression=jnp.zeros_like(truth.expression),
@@ -281,12 +283,12 @@ def test_a_fit_from_a_poor_prediction_reaches_the_landmarks(ict_model):
       translation=truth.translation + jnp.asarray([15.0, -10.0, 40.0]))
   zeros = jnp.zeros((ict_model.num_vertices, 3))
   result = fit.fit_face(
-      ict_model, intrinsics, jnp.asarray(face['image'][0]),
-      jnp.asarray(face['landmarks'][0]),
-      jnp.asarray(face['landmark_confidence'][0]),
+      ict_model, intrinsics, jnp.asarray(face['image']),
+      jnp.asarray(face['landmarks']),
+      jnp.asarray(face['landmark_confidence']),
       dataclasses.replace(IN_SPACE, prediction_stages=fit.FitConfig(
       ).prediction_stages), network.Prediction(poor, zeros, zeros))
   assert float(result.start['landmark_error_px']) > 10.0
   assert float(result.end['landmark_error_px']) < 1.5
   assert _geometry_mm(ict_model, result.params,
-                      jnp.asarray(face['vertices'][0])) < 1.5
+                      jnp.asarray(face['vertices'])) < 1.5
