@@ -23,7 +23,7 @@ Licence: the 68-point model was trained on iBUG 300-W, whose licence
 excludes commercial use (dlib-models' note); see README.
 """
 
-from typing import List, NamedTuple
+from typing import List, NamedTuple, Optional
 
 import numpy as np
 
@@ -32,6 +32,14 @@ from mofa_ml.facemodel import landmarks as lm
 # A photo narrower than this cannot show a face of prepare's
 # `min_eye_distance_px` (and makes OpenCV's resizing fail outright).
 MIN_PHOTO_SIDE = 32
+
+
+def size_problem(image: np.ndarray) -> Optional[str]:
+  """Why an (H, W, ...) photo cannot hold a face, or None if it can."""
+  height, width = image.shape[:2]
+  if min(height, width) < MIN_PHOTO_SIDE:
+    return f'too small to hold a face ({width} x {height} px)'
+  return None
 
 # Measured on 101 head renders (`data/head.py`, seeds 11-13, the ladder's
 # steps e and f; the 85 without a gross failure): within a face, the

@@ -35,8 +35,6 @@ from mofa_ml.data import faces_dataset
 from mofa_ml.data import inputs as inputs_lib
 from mofa_ml.facemodel import landmarks as lm
 
-MIN_PHOTO_SIDE = detection.MIN_PHOTO_SIDE
-
 
 @dataclasses.dataclass(frozen=True)
 class PrepareOptions:
@@ -138,9 +136,9 @@ def faces_of(item: inputs_lib.Item, image: np.ndarray,
              ) -> Tuple[List[Tuple[np.ndarray, np.ndarray]], str]:
   """Accepted (landmarks, confidence) pairs of an item, or a reject
   reason (a photo too small, an annotation beside it that is unusable)."""
-  height, width = image.shape[:2]
-  if min(height, width) < MIN_PHOTO_SIDE:
-    return [], f'too small to hold a face ({width} x {height} px)'
+  problem = detection.size_problem(image)
+  if problem:
+    return [], problem
   try:
     annotated = read_annotation(item.source) if item.frame < 0 else None
     if annotated is not None:

@@ -153,10 +153,9 @@ def detect_faces(landmarker, path: str, faces: Optional[str],
     ValueError / FileNotFoundError: naming the photo and the problem.
   """
   photo = image_io.load_photo(path)
-  height, width = photo.shape[:2]
-  if min(height, width) < detection_lib.MIN_PHOTO_SIDE:
-    raise ValueError(f'{path}: too small to hold a face ({width} x {height} '
-                     'px)')
+  problem = detection_lib.size_problem(photo)
+  if problem:
+    raise ValueError(f'{path}: {problem}')
   found = landmarker.detect(photo)
   detections = [d for d in found
                 if is_face is None or is_face(photo, d.landmarks)]
