@@ -49,6 +49,15 @@ def usage() -> str:
   return '\n'.join(lines)
 
 
+class StoppedAtOnce(Exception):
+  """A command stopped by a signal in the middle of its work, after saying
+  so itself: `main` ends the program with `status` as Ctrl-C's own."""
+
+  def __init__(self, status: int):
+    super().__init__(f'stopped, exit status {status}')
+    self.status = status
+
+
 @contextlib.contextmanager
 def interrupts_held():
   """Holds Ctrl-C back while a set of files is written, so that it cannot
@@ -80,16 +89,19 @@ def main(argv=None):
     # stop by themselves): files are written whole or not at all, so there
     # is nothing to undo.
     print(f'mofa {name}: stopped by SIGINT', file=sys.stderr)
-    if not as_program:
-      return 128 + signal.SIGINT
-    util = sys.modules.get('multiprocessing.util')
-    if util:  # what exit does for worker pools: else a warning of leaks
-      util._run_finalizers(0)  # pylint: disable=protected-access
-    sys.stdout.flush()
-    sys.stderr.flush()
-    # An interrupted XLA compilation crashes the interpreter's shutdown
-    # (a segmentation fault, after up to a minute).
-    os._exit(128 + signal.SIGINT)  # pylint: disable=protected-access
+    status = 128 + signal.SIGINT
+  except StoppedAtOnce as e:
+    status = e.status
+  if not as_program:
+    return status
+  util = sys.modules.get('multiprocessing.util')
+  if util:  # what exit does for worker pools: else a warning of leaks
+    util._run_finalizers(0)  # pylint: disable=protected-access
+  sys.stdout.flush()
+  sys.stderr.flush()
+  # An interrupted XLA compilation crashes the interpreter's shutdown
+  # (a segmentation fault, after up to a minute).
+  os._exit(status)  # pylint: disable=protected-access
 
 
 def _run(name, argv):

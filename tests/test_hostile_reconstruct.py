@@ -127,10 +127,6 @@ def _interrupting(signals):
   return fake
 
 
-def _exit(code):
-  raise SystemExit(code)
-
-
 @pytest.mark.parametrize('signals,line', [
     (1, 'mofa reconstruct: stopped by SIGINT'),
     (2, 'mofa reconstruct: stopped at once by SIGINT; the input in progress '
@@ -145,7 +141,6 @@ def test_ctrl_c_during_a_face_stops_in_one_line(tmp_path, monkeypatch,
   monkeypatch.setattr(reconstructor_lib, 'Reconstructor',
                       lambda *args: None)
   monkeypatch.setattr(detection, 'FaceLandmarker', lambda: None)
-  monkeypatch.setattr(os, '_exit', _exit)  # the second signal's, not pytest's
   handlers = {number: signal.getsignal(number)
               for number in (signal.SIGINT, signal.SIGTERM)}
   try:

@@ -36,6 +36,7 @@ from absl import app
 from absl import flags
 import tqdm
 
+from mofa_ml import cli
 from mofa_ml.commands import common
 from mofa_ml.data import detection
 from mofa_ml.facemodel import face_model as fm
@@ -155,11 +156,7 @@ def main(argv):
       os.rmdir(output)
     print(f'mofa reconstruct: stopped at once by {signal.Signals(number).name}'
           '; the input in progress was not written', file=sys.stderr)
-    sys.stdout.flush()
-    sys.stderr.flush()
-    # An XLA compilation interrupted this way can crash the interpreter's
-    # shutdown (a segmentation fault after the line): skip it.
-    os._exit(128 + number)  # pylint: disable=protected-access
+    raise cli.StoppedAtOnce(128 + number) from None
   if summary.failed:
     print(f'mofa reconstruct: {len(summary.failed)} input(s) failed:',
           file=sys.stderr)
