@@ -15,6 +15,7 @@ import json
 import os
 from typing import Any
 
+from flax import traverse_util
 import jax
 import jax.numpy as jnp
 import ml_collections
@@ -119,16 +120,15 @@ class Regressor:
     params = _matching(stored['params'], expected, where)
     return cls(setup, params, config)
 
-
   def save_weights(self, path: str, overwrite: bool = False):
     """Writes the network's parameters (float16) with the run's config and
     the face model's fingerprint into one .npz: what a package ships
     (a few MB; a checkpoint also holds the optimiser's state)."""
     if not path.endswith(WEIGHTS_SUFFIX):
       raise ValueError(f'a weights file ends in {WEIGHTS_SUFFIX}: {path}')
-    leaves = {'/'.join(str(getattr(entry, 'key', entry)) for entry in where):
-              np.asarray(value, np.float16) for where, value in
-              jax.tree_util.tree_flatten_with_path(self.params)[0]}
+    leaves = traverse_util.flatten_dict(
+        jax.tree_util.tree_map(lambda x: np.asarray(x, np.float16),
+                               self.params), sep='/')
     meta = checkpoints.metadata(-1, self.layout, self.face_model, self.config)
     buffer = io.BytesIO()
     np.savez_compressed(buffer, **{_META: np.asarray(json.dumps(meta))},
@@ -157,15 +157,9 @@ class Regressor:
         checkpoints.upgrade_config(meta['config']))
     setup = Setup.from_config(config)
     checkpoints.check_compatible(meta, setup.face_model, setup.layout, path)
-    nested = {}
-    for name, value in arrays.items():
-      *parents, leaf = name.split('/')
-      node = nested
-      for parent in parents:
-        node = node.setdefault(parent, {})
-      node[leaf] = value
     expected = jax.eval_shape(setup.init_params, jax.random.PRNGKey(0))
-    return cls(setup, _matching(nested, expected, path), config)
+    return cls(setup, _matching(traverse_util.unflatten_dict(arrays, sep='/'),
+                                expected, path), config)
 
 
 WEIGHTS_SUFFIX = '.npz'
