@@ -8,8 +8,8 @@ rest of the head around the face, poses up to `config.synthetic.max_yaw`,
 occluders, detector-like landmark noise) and then degrades it as a camera
 does (defocus blur, sensor noise). Batch s is a pure function of (seed, s),
 so a resumed run repeats an uninterrupted one, and a GPU is never starved by
-a host pipeline. The batch carries the truth (`TRUTH_FIELDS`), which
-`learning.supervision` compares the prediction with.
+a host pipeline. The batch carries the truth ('params', 'vertices',
+'albedo'), which `learning.supervision` compares the prediction with.
 
 With `config.real_dataset` set, every `config.real_every`-th step takes a
 batch of that prepared set of real photos instead (`host_batches`): the
@@ -37,7 +37,6 @@ from mofa_ml.facemodel import layout as layout_lib
 from mofa_ml.rendering import camera
 
 DATASET = 'on_device'
-TRUTH_FIELDS = ('params', 'vertices', 'albedo')
 # The camera's degradation, beyond the distribution's own fields.
 _CAMERA_FIELDS = ('head', 'max_blur_px', 'max_noise')
 _BLUR_KERNEL_PX = 7

@@ -184,7 +184,8 @@ class Trainer:
     def step_fn(state, batch, constants):
       model, scaling, intrinsics, _ = constants
       key = jax.random.fold_in(jax.random.PRNGKey(seed), state.step)
-      if batch is None:
+      truth = batch is None  # drawn here, with its truth
+      if truth:
         batch = self.on_device_batch(self.data_key(state.step), constants)
       else:
         batch = dict(batch, image=batch['image'].astype(jnp.float32) / 255.0)
@@ -195,7 +196,7 @@ class Trainer:
             model, intrinsics, loss, prediction.params,
             prediction.geometry_offsets, prediction.reflectance_offsets,
             batch, key)
-        if 'vertices' in batch:  # the truth is known: supervise with it
+        if truth:
           known = supervision.batch_supervision(
               model, intrinsics, self.setup.layout, prediction.params, batch,
               loss.length_unit_mm, loss.landmark_unit_px)
@@ -203,7 +204,7 @@ class Trainer:
             terms[f'supervised_{term}'] = value
             terms['total'] = terms['total'] + supervised.get(term, 0.0) * value
           terms['overflow'] = jnp.mean(batch['overflow'].astype(jnp.float32))
-        terms['synthetic'] = jnp.float32('vertices' in batch)
+        terms['synthetic'] = jnp.float32(truth)
         return terms['total'], terms
 
       (_, terms), grads = jax.value_and_grad(loss_fn, has_aux=True)(
@@ -367,9 +368,8 @@ def train(config: ml_collections.ConfigDict, workdir: str,
           accumulated, count, interval_start = {}, 0, time.perf_counter()
         if step % config.image_every == 0 or step == end:
           shown = host_batch or trainer.sample_batch(step)
-          writer.add_image('input|base|final',
-                           summaries.image_rows(trainer.setup, state.params, shown),
-                           step, dataformats='HWC')
+          rows = summaries.image_rows(trainer.setup, state.params, shown)
+          writer.add_image('input|base|final', rows, step, dataformats='HWC')
         if (step % config.checkpoint_every == 0 or step == end or
             stop.signal is not None):
           checkpoints.save(manager, step, state, trainer.meta(stage_index))
