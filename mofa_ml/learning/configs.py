@@ -93,14 +93,13 @@ def check_config(config: ml_collections.ConfigDict):
       raise ValueError(f'config.{stage}.loss has unknown weights '
                        f'{", ".join(sorted(unknown))} (the loss table has '
                        f'{", ".join(objective.weight_names())})')
-    unknown = set(config[stage].get('supervision', {})) - set(
-        supervision.TERMS)
+    supervised = config[stage].get('supervision', {})
+    unknown = set(supervised) - set(supervision.TERMS)
     if unknown:
       raise ValueError(f'config.{stage}.supervision has unknown terms '
                        f'{", ".join(sorted(unknown))} (there are '
                        f'{", ".join(supervision.TERMS)})')
-    if (config.dataset != on_device.DATASET and
-        any(config[stage].get('supervision', {}).values())):
+    if config.dataset != on_device.DATASET and any(supervised.values()):
       raise ValueError(f'config.{stage}.supervision needs the truth of '
                        f"on-device data (config.dataset = "
                        f"'{on_device.DATASET}'), not {config.dataset}")
