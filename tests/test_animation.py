@@ -13,6 +13,7 @@ from mofa_ml.export import animation
 from mofa_ml.fitting import fit
 from mofa_ml.export import gltf
 from mofa_ml.export import live_link
+from mofa_ml.export import meshes
 
 
 @pytest.fixture(scope='module')
@@ -160,11 +161,13 @@ def test_video_files_without_a_rig_are_the_glb_alone(ict_model, rig):
   vectors = np.zeros((3, layout.size), np.float32)
   zeros = np.zeros((ict_model.num_vertices, 3))
   times = np.array([0.0, 0.04, 0.08])
+  texture = meshes.texture_map(meshes.cylindrical_uv(np.asarray(
+      ict_model.mean_shape)), np.asarray(ict_model.triangles), 64)
   files, weights = animation.video_files(ict_model, None, layout, vectors,
-                                         times, 25.0, zeros, zeros)
+                                         times, 25.0, zeros, zeros, texture)
   assert weights is None and list(files) == [animation.GLB]
   assert not pygltflib.GLTF2.load_from_bytes(files[animation.GLB]).animations
   files, weights = animation.video_files(ict_model, rig, layout, vectors,
-                                         times, 25.0, zeros, zeros)
+                                         times, 25.0, zeros, zeros, texture)
   assert weights.shape == (3, 53)
   assert files[animation.LIVE_LINK_CSV].decode().count('\n') == 4

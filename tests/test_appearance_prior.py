@@ -34,26 +34,43 @@ def test_reflectance_inside_the_bound_costs_nothing_outside_its_distance():
       outside)) == pytest.approx(0.013, rel=1e-5)
 
 
-def test_the_texture_fill_keeps_covered_texels_and_continues_them():
-  size = 256
+def _disk_texture_map(size):
+  """A triangulated disk in UV space, its texture map and the texel grid."""
+  from scipy import spatial  # pylint: disable=g-import-not-at-top
+  angles = np.linspace(0, 2 * np.pi, 64, endpoint=False)
+  radii = np.linspace(0.0, 0.27, 10)[1:]
+  uv = np.concatenate([[[0.5, 0.53]]] + [
+      np.stack([0.5 + r * np.cos(angles), 0.53 + r * np.sin(angles)], 1)
+      for r in radii])
+  triangles = spatial.Delaunay(uv).simplices
   rows, cols = np.mgrid[:size, :size]
-  covered = (cols - 128)**2 + (rows - 120)**2 < 70**2
-  image = np.stack([cols / size, rows / size, np.full((size, size), 0.5)],
-                   -1).astype(np.float32)
-  filled = meshes.fill_uncovered(np.where(covered[..., None], image, 0.0),
-                                 covered)
-  np.testing.assert_array_equal(filled[covered], image[covered])
-  assert np.isfinite(filled).all()
+  texel_uv = np.stack([cols / (size - 1), 1 - rows / (size - 1)], -1)
+  return uv, meshes.texture_map(uv, triangles, size), texel_uv
+
+
+def test_the_texture_bakes_covered_texels_and_continues_them():
+  size = 256
+  uv, texture, texel_uv = _disk_texture_map(size)
+  linear = lambda p: np.concatenate(  # exact under barycentric weights
+      [p, np.full(p.shape[:-1] + (1,), 0.5)], -1)
+  baked = meshes.bake_texture(texture, linear(uv))
+  covered = texture.distance == 0
+  assert 0.15 < covered.mean() < 0.3
+  np.testing.assert_allclose(baked[covered], linear(texel_uv)[covered],
+                             atol=1e-4)
+  assert np.isfinite(baked).all()
   # Just outside the island the fill starts near the edge's colours and
   # turns smoothly (no streaks, no seam) to the island's mean far away.
-  ring = ~covered & ((cols - 128)**2 + (rows - 120)**2 < 73**2)
-  assert np.abs(filled[ring] - image[ring]).max() < 0.1
-  outside = np.where(covered[..., None], np.nan, filled)
-  steps = np.abs(np.diff(outside, axis=1))
-  assert np.nanmax(steps) < 0.03, np.nanmax(steps)
-  np.testing.assert_allclose(filled[0, 0], image[covered].mean(0), atol=0.05)
+  ring = ~covered & (texture.distance < 3)
+  assert np.abs(baked[ring] - linear(texel_uv)[ring]).max() < 0.03
+  # No seam where the fill takes over: neighbours outside the island differ
+  # by little more than the island's own gradient across a polygon corner
+  # (0.004 a texel; 0.034 at most here).
+  outside = np.where(covered[..., None], np.nan, baked)
+  for axis in (0, 1):
+    steps = np.abs(np.diff(outside, axis=axis))
+    assert np.nanmax(steps) < 0.04, np.nanmax(steps)
+  np.testing.assert_allclose(baked[0, 0], baked[covered].mean(0), atol=0.05)
   # A constant island fills everything with its colour.
-  constant = meshes.fill_uncovered(
-      np.where(covered[..., None], 0.3, 0.0).astype(np.float32) *
-      np.ones(3, np.float32), covered)
+  constant = meshes.bake_texture(texture, np.full((len(uv), 3), 0.3))
   np.testing.assert_allclose(constant, 0.3, atol=1e-5)

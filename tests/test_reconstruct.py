@@ -50,7 +50,7 @@ def test_mesh_files_reload_with_counts_and_colours(ict_model, tmp_path):
   colours = np.asarray(ict_model.mean_reflectance)
   uv = meshes.cylindrical_uv(vertices)
   assert uv.min() >= 0.0 and uv.max() <= 1.0
-  texture = meshes.bake_texture(uv, triangles, colours, 256)
+  texture = meshes.bake_texture(meshes.texture_map(uv, triangles, 256), colours)
   files = {'m.ply': meshes.ply_bytes(vertices, triangles, colours),
            'm.obj': meshes.obj_bytes(vertices, triangles, colours)}
   files.update(meshes.textured_obj_files('t', vertices, triangles, uv,

@@ -57,11 +57,11 @@ def describe_weights(rig: arkit.BlendshapeRig,
   }
 
 
-def texture_png(model: fm.FaceModel, reflectance: np.ndarray) -> bytes:
-  """The UV texture (`meshes.cylindrical_uv`) of per-vertex albedo, PNG."""
+def texture_png(texture_map: meshes.TextureMap,
+                reflectance: np.ndarray) -> bytes:
+  """The UV texture of per-vertex albedo (`outputs.texture_map`), PNG."""
   import PIL.Image  # pylint: disable=g-import-not-at-top
-  uv = meshes.cylindrical_uv(np.asarray(model.mean_shape))
-  texture = meshes.bake_texture(uv, np.asarray(model.triangles),
+  texture = meshes.bake_texture(texture_map,
                                 np.clip(np.asarray(reflectance), 0, 1))
   buffer = io.BytesIO()
   PIL.Image.fromarray(image_io.to_uint8(texture)).save(buffer, format='PNG')
@@ -106,7 +106,8 @@ def video_files(model: fm.FaceModel, rig: Optional[arkit.BlendshapeRig],
                 layout: layout_lib.ParameterLayout, vectors: np.ndarray,
                 times: np.ndarray, fps: float,
                 geometry_offsets: np.ndarray,
-                reflectance_offsets: np.ndarray) -> Dict[str, np.ndarray]:
+                reflectance_offsets: np.ndarray,
+                texture_map: meshes.TextureMap) -> Dict[str, np.ndarray]:
   """The animation files of a video and its per-frame weights.
 
   Args:
@@ -116,6 +117,7 @@ def video_files(model: fm.FaceModel, rig: Optional[arkit.BlendshapeRig],
     times: (T,) seconds of each frame in the video.
     fps: the video's own frame rate (timecodes).
     geometry_offsets, reflectance_offsets: (N, 3) shared correctives.
+    texture_map: the albedo texture's (`outputs.texture_map`).
 
   Returns:
     {file name: bytes}, and the (T, K) weights (None without a rig).
@@ -126,7 +128,7 @@ def video_files(model: fm.FaceModel, rig: Optional[arkit.BlendshapeRig],
       expression=jnp.zeros_like(first.expression)),
                              jnp.asarray(geometry_offsets),
                              jnp.asarray(reflectance_offsets))[1]
-  texture = texture_png(model, identity.reflectance)
+  texture = texture_png(texture_map, identity.reflectance)
   if rig is None:
     return {GLB: face_glb(model, None, first, geometry_offsets,
                           reflectance_offsets, texture)}, None

@@ -9,7 +9,7 @@ asked.
 
 import io
 import os
-from typing import Dict, Tuple
+from typing import Dict, NamedTuple, Tuple
 
 import jax.numpy as jnp
 import numpy as np
@@ -76,33 +76,36 @@ def cylindrical_uv(vertices: np.ndarray) -> np.ndarray:
   return margin + uv * (1 - 2 * margin)
 
 
-def bake_texture(uv: np.ndarray, triangles: np.ndarray, colours: np.ndarray,
-                 size: int = 1024) -> np.ndarray:
-  """Rasterizes per-vertex colours into a (size, size, 3) texture image in
-  [0, 1]; texels outside the mesh take a smooth fill of the colours near
-  them (`fill_uncovered`: no dark seams when a viewer filters across the
-  islands' edges, no streaks)."""
+class TextureMap(NamedTuple):
+  """Where each texel of a baked texture takes its colour: fixed for a mesh
+  and its UV map, so it is rasterized once (`texture_map`) and each face's
+  texture costs a gather (`bake_texture`).
+
+  Attributes:
+    corners: (S, S, 3) int32 vertices of the triangle each texel samples:
+      its own, or outside the mesh its nearest covered texel's.
+    barycentric: (S, S, 3) float32 weights of those corners.
+    distance: (S, S) float32 texels to the mesh (0 on it).
+    band: texels beyond the mesh that keep their nearest covered texel's
+      colour before the smooth fill takes over.
+  """
+  corners: np.ndarray
+  barycentric: np.ndarray
+  distance: np.ndarray
+  band: int
+
+
+def texture_map(uv: np.ndarray, triangles: np.ndarray,
+                size: int = 1024) -> TextureMap:
+  """The `TextureMap` of a (size, size) texture of a mesh with (N, 2) `uv`
+  coordinates in [0, 1] and (F, 3) `triangles`."""
+  import cv2  # pylint: disable=g-import-not-at-top
   screen = np.stack([uv[:, 0] * (size - 1), (1 - uv[:, 1]) * (size - 1),
                      np.ones(len(uv))], axis=1)
   fragments = raster.render(jnp.asarray(screen, jnp.float32),
                             jnp.asarray(triangles), size, size)
-  texture = np.asarray(raster.interpolate(
-      jnp.asarray(colours, jnp.float32), jnp.asarray(triangles), fragments))
-  covered = np.asarray(fragments.triangle) >= 0
-  return np.clip(fill_uncovered(texture, covered, band=max(2, size // 128)),
-                 0.0, 1.0)
-
-
-def fill_uncovered(image: np.ndarray, covered: np.ndarray,
-                   band: int = 4) -> np.ndarray:
-  """(H, W, C) `image` whose texels outside the (H, W) bool `covered` are
-  filled: within `band` texels of the mesh by their nearest covered texel
-  (so that filtering across an island's edge meets the edge's colour),
-  beyond fading over three bands into a push-pull fill, the mask-weighted mean over ever larger
-  neighbourhoods, which turns smoothly to the islands' mean colour far away
-  (a nearest-texel fill all the way draws radial streaks). Covered texels
-  are unchanged."""
-  import cv2  # pylint: disable=g-import-not-at-top
+  triangle = np.asarray(fragments.triangle)
+  covered = triangle >= 0
   distance, nearest = cv2.distanceTransformWithLabels(
       (~covered).astype(np.uint8), cv2.DIST_L2, 5,
       labelType=cv2.DIST_LABEL_PIXEL)
@@ -110,10 +113,38 @@ def fill_uncovered(image: np.ndarray, covered: np.ndarray,
   label_to_pixel = np.zeros((nearest.max() + 1, 2), np.int64)
   label_to_pixel[nearest[rows, cols]] = np.stack([rows, cols], 1)
   source = label_to_pixel[nearest]
-  image = np.asarray(image, np.float32)[source[..., 0], source[..., 1]]
-  known = distance <= band
+  source_rows, source_cols = source[..., 0], source[..., 1]
+  return TextureMap(
+      np.asarray(triangles, np.int32)[triangle[source_rows, source_cols]],
+      np.asarray(fragments.barycentric, np.float32)[source_rows, source_cols],
+      distance.astype(np.float32), max(2, size // 128))
+
+
+def bake_texture(texture: TextureMap, colours: np.ndarray) -> np.ndarray:
+  """(S, S, 3) texture image in [0, 1] of (N, 3) per-vertex colours.
+
+  Texels outside the mesh keep their nearest covered texel's colour within
+  `band` texels (so that filtering across an island's edge meets the
+  edge's colour), then fade over three bands into `smooth_fill` (no dark
+  seams, no radial streaks of a nearest-texel fill all the way).
+  """
+  colours = np.asarray(colours, np.float32)
+  image = np.einsum('hwk,hwkc->hwc', texture.barycentric,
+                    colours[texture.corners])
+  filled = smooth_fill(image, texture.distance <= texture.band)
+  fade = np.clip((texture.distance - texture.band) / (3.0 * texture.band),
+                 0.0, 1.0)[..., None]
+  return np.clip((1.0 - fade) * image + fade * filled, 0.0, 1.0)
+
+
+def smooth_fill(image: np.ndarray, known: np.ndarray) -> np.ndarray:
+  """(H, W, C) push-pull fill of the (H, W) bool `known` texels of `image`:
+  the mask-weighted mean over ever larger neighbourhoods, which turns
+  smoothly to the known texels' mean far from them. Known texels keep
+  their own colour."""
+  import cv2  # pylint: disable=g-import-not-at-top
   weight = known.astype(np.float32)
-  levels = [(image * weight[..., None], weight)]
+  levels = [(np.asarray(image, np.float32) * weight[..., None], weight)]
   while min(levels[-1][1].shape) > 1:
     colour, mass = levels[-1]
     levels.append((cv2.pyrDown(colour), cv2.pyrDown(mass)))
@@ -127,10 +158,7 @@ def fill_uncovered(image: np.ndarray, covered: np.ndarray,
     share = np.clip(mass, 0.0, 1.0)[..., None]
     own = colour / np.maximum(mass, 1e-8)[..., None]
     filled = share * own + (1.0 - share) * up
-  # From the band's edge the fill takes over over three more bands (no
-  # step where the two meet).
-  fade = np.clip((distance - band) / (3.0 * band), 0.0, 1.0)[..., None]
-  return (1.0 - fade) * image + fade * filled
+  return filled
 
 
 def textured_obj_files(stem: str, vertices: np.ndarray, triangles: np.ndarray,

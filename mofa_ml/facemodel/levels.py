@@ -41,6 +41,7 @@ def final_light(params: layout_lib.FaceParams) -> jax.Array:
   return params.sh_base if params.sh_final is None else params.sh_final
 
 
+@jax.jit  # outside a jit (the files of a face) one program, not op by op
 def surfaces(model: fm.FaceModel, params: layout_lib.FaceParams,
              geometry_offsets: Optional[jax.Array] = None,
              reflectance_offsets: Optional[jax.Array] = None

@@ -67,6 +67,7 @@ class Reconstructor:
     self.intrinsics = camera.default_intrinsics(crop.CROP_SIZE)
     self.mirror = jnp.asarray(visibility.mirror_vertices(model.mean_shape))
     self.rig = arkit.load_rig(model)
+    self.texture_map = None
     self.dense_landmarker, self.dense_embedding = None, None
     if fit_config is not None and fit_config.dense_weight > 0:
       registration = dense_registration.load_dense_registration()
@@ -173,5 +174,7 @@ class Reconstructor:
 
   def files(self, photo: np.ndarray, face: outputs.Reconstruction):
     """{file name: bytes} of every output of one face."""
+    if self.texture_map is None:  # made once, at the first face's files
+      self.texture_map = outputs.texture_map(self.model)
     return outputs.face_files(self.model, self.intrinsics, photo, face,
-                              self.rig)
+                              self.texture_map, self.rig)

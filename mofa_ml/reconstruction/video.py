@@ -299,7 +299,8 @@ def video_files(model: fm.FaceModel, path: str, video: VideoReconstruction,
   source_fps = video.fps * frame_step
   files, weights = animation.video_files(
       model, rig, video.layout, video.vectors, video.frames / source_fps,
-      source_fps, video.geometry_offsets, video.reflectance_offsets)
+      source_fps, video.geometry_offsets, video.reflectance_offsets,
+      outputs.texture_map(model))
   named_weights = {} if rig is None else dict(
       arkit_weights=weights, arkit_names=np.asarray(rig.names))
   buffer = io.BytesIO()

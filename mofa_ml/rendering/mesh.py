@@ -142,6 +142,7 @@ def manifold_harmonics(vertices: np.ndarray, triangles: np.ndarray,
   return {'fields': fields, 'eigenvalues': np.maximum(eigenvalues, 0.0)}
 
 
+@jax.jit  # outside a jit (pictures, exports) one program, not op by op
 def vertex_normals(vertices: jax.Array, triangles: jax.Array) -> jax.Array:
   """Area-weighted unit vertex normals.
 

@@ -1,7 +1,9 @@
 """Pictures of faces: shaded renders, overlays and panels."""
 
+import functools
 from typing import Optional, Sequence, Tuple
 
+import jax
 import jax.numpy as jnp
 import numpy as np
 
@@ -9,6 +11,28 @@ from mofa_ml.rendering import camera
 from mofa_ml.rendering import mesh
 from mofa_ml.rendering import raster
 from mofa_ml.rendering import shading
+
+
+@functools.partial(jax.jit, static_argnames=('height', 'width', 'capacity'))
+def _shaded_pixels(vertices, reflectance, triangles, rotation_angles,
+                   translation, sh, intrinsics, background, height, width,
+                   capacity):
+  """`render_shaded` as one compiled program (one per picture size: the
+  persistent compilation cache keeps it between runs, where op-by-op
+  dispatch recompiled some 50 small programs for every new photo size)."""
+  points = camera.rigid_transform(
+      vertices, camera.pose_rotation(rotation_angles), translation)
+  normals = mesh.vertex_normals(points, triangles)
+  screen = jnp.concatenate(
+      [camera.project(points, intrinsics), points[:, 2:]], axis=-1)
+  fragments = raster.rasterize(screen, triangles, height, width, capacity)
+  attributes = jnp.concatenate([normals, reflectance], axis=-1)
+  per_pixel = raster.interpolate(attributes, triangles, fragments)
+  colour = shading.shade(per_pixel[..., 3:],
+                         mesh.safe_normalize(per_pixel[..., :3]), sh)
+  mask = fragments.triangle >= 0
+  image = jnp.where(mask[..., None], jnp.clip(colour, 0.0, 1.0), background)
+  return image, mask, fragments.overflow, fragments.needed
 
 
 def render_shaded(vertices: jnp.ndarray, reflectance: jnp.ndarray,
@@ -37,22 +61,25 @@ def render_shaded(vertices: jnp.ndarray, reflectance: jnp.ndarray,
     image: (H, W, 3) float32 in [0, 1].
     mask: (H, W) bool, True where the face covers the pixel.
   """
-  points = camera.rigid_transform(
-      vertices, camera.pose_rotation(rotation_angles), translation)
-  normals = mesh.vertex_normals(points, triangles)
-  screen = jnp.concatenate(
-      [camera.project(points, intrinsics), points[:, 2:]], axis=-1)
-  fragments = raster.render(screen, triangles, height, width)
-  attributes = jnp.concatenate([normals, reflectance], axis=-1)
-  per_pixel = raster.interpolate(attributes, triangles, fragments)
-  colour = shading.shade(per_pixel[..., 3:],
-                         mesh.safe_normalize(per_pixel[..., :3]), sh)
-  mask = np.asarray(fragments.triangle >= 0)
+  as_float = lambda x: jnp.asarray(x, jnp.float32)
+  # One signature per size: a scalar focal length is the same as (f, f).
+  intrinsics = camera.Intrinsics(
+      jnp.broadcast_to(as_float(intrinsics.focal_length), (2,)),
+      as_float(intrinsics.principal_point))
   if background is None:
     background = np.zeros((height, width, 3), np.float32)
-  image = np.where(mask[..., None], np.clip(np.asarray(colour), 0.0, 1.0),
-                   background)
-  return image.astype(np.float32), mask
+  arguments = (as_float(vertices), as_float(reflectance),
+               jnp.asarray(triangles, jnp.int32), as_float(rotation_angles),
+               as_float(translation), as_float(sh), intrinsics,
+               as_float(background))
+  # As `raster.render`: 2 H W fragments first, more if they overflow.
+  capacity = 2 * height * width
+  while True:
+    image, mask, overflow, needed = _shaded_pixels(
+        *arguments, height=height, width=width, capacity=capacity)
+    if not bool(overflow):
+      return np.asarray(image), np.asarray(mask)
+    capacity = int(2**np.ceil(np.log2(int(needed))))
 
 
 def side_by_side(images: Sequence[np.ndarray], gap: int = 4,
