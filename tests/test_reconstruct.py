@@ -229,3 +229,31 @@ def test_a_detection_the_face_mesh_network_refuses_is_skipped(ict_model):
   assert (len(kept), refused) == (2, 1)
   boxes = [d.box for d in kept]
   assert all(box[1] < 500 for box in boxes)  # the seat sits lower
+
+
+def test_detectors_that_disagree_give_the_mean_geometry(ict_model):
+  """The face-mesh points moved by 30% of the face: the fit's identity and
+  expression are not trusted, and the outputs say so."""
+  reconstructor = reconstructor_lib.Reconstructor(
+      ict_model, fit_config=fit.FitConfig(continuation=(), base_steps=2,
+                                          final_steps=2))
+  detect = reconstructor.dense_landmarker
+  face = samples.sample_faces()['takeo']
+  photo = image_io.load_photo(face.image_path)
+  truth = lm.read_pts(face.landmarks_path)
+  honest = detect(photo, truth)
+  reconstructor.dense_landmarker = lambda image, marks: honest._replace(
+      points=honest.points + 0.3 * np.ptp(truth, axis=0))
+  result = reconstructor.reconstruct_face(photo, truth, np.ones(68))
+  assert result.metrics['detector_disagreement'] == pytest.approx(
+      0.3 * np.hypot(*np.ptp(truth, axis=0)) / np.sqrt(np.prod(np.ptp(
+          truth, axis=0))), abs=0.05)
+  assert 'mean face' in result.fallback
+  assert not np.any(result.params.shape) and not np.any(
+      result.params.expression)
+  assert not np.any(result.geometry_offsets)
+  assert np.isfinite(result.metrics['photometric_error_final'])
+  described = json.loads(reconstructor.files(photo, result)[
+      'reconstruction.json'])
+  assert described['fallback'] == result.fallback
+  assert max(described['arkit']['weights'].values()) < 0.05

@@ -52,6 +52,8 @@ class Reconstruction:
     seconds: time spent.
     blendshapes: the expression fitted as blendshape weights
       (`blendshape_fit`), or None (they follow from the coefficients).
+    fallback: what the geometry fell back to and why, where the fit was
+      not trusted; None where it was.
   """
   params: layout_lib.FaceParams
   geometry_offsets: np.ndarray
@@ -62,6 +64,7 @@ class Reconstruction:
   metrics: Dict[str, float]
   seconds: float
   blendshapes: Optional[animation.BlendshapeFace] = None
+  fallback: Optional[str] = None
 
 
 def texture_map(model: fm.FaceModel) -> meshes.TextureMap:
@@ -167,6 +170,7 @@ def description(model: fm.FaceModel, crop_camera: camera.Intrinsics,
                        'expression': as_list(params.expression),
                        'reflectance': as_list(params.reflectance)},
       'metrics': face.metrics,
+      'fallback': face.fallback,
       'seconds': face.seconds,
   }
 

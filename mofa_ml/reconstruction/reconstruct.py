@@ -256,7 +256,9 @@ def reconstruct_inputs(reconstructor: reconstructor_lib.Reconstructor,
                f'{metrics["landmark_error_px"]:.2f} px, photometric error '
                f'base {metrics["photometric_error_base"]:.3f} final '
                f'{metrics["photometric_error_final"]:.3f}, '
-               f'{result.seconds:.1f} s')
+               f'{result.seconds:.1f} s' + (
+                   f'; fell back to {result.fallback}' if result.fallback
+                   else ''))
     except video_lib.Stopped:
       return Summary(written, failed, True, job.source)
     except Exception as e:  # pylint: disable=broad-except

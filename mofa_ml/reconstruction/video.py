@@ -179,7 +179,7 @@ def _fit_frame(reconstructor, frame_config, frame, marks, confidence,
   crop_marks = jnp.asarray(crop.apply_transform(transform, marks),
                            jnp.float32)
   crop_camera = camera.crop_intrinsics(photo_camera, transform)
-  dense = reconstructor.dense_targets(frame, marks, transform)
+  dense, _ = reconstructor.dense_targets(frame, marks, transform)
 
   def fit_from(start: np.ndarray):
     start = network.Prediction(layout.split(jnp.asarray(start, jnp.float32)),
