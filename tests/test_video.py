@@ -57,6 +57,15 @@ class FakeLandmarker:
     k = int(np.argmin([np.abs(frame - f).mean() for f in self.frames]))
     return self.detections[k]
 
+  def follow(self, frame, previous):
+    """As the predictor: the face at the previous landmarks, wherever it
+    went (`video_tracking.followed` decides whether to trust it)."""
+    faces = self.detect(frame)
+    if not faces:  # the predictor still answers, far off
+      return detection.Detection(np.zeros(4, np.float32), 0.0,
+                                 previous + 1000.0, np.ones(68))
+    return video_tracking.nearest_face(faces, previous)
+
 
 def render_frame(model, shape, albedo, yaw_degrees, shift_px,
                  box_px=100.0):
@@ -335,3 +344,21 @@ def test_video_shares_identity_smooths_and_writes_an_overlay_video(tmp_path):
   assert int(capture.get(cv2.CAP_PROP_FRAME_COUNT)) == 8
   ok, frame = capture.read()
   assert ok and frame.shape[:2] == takeo.shape[:2]
+
+
+def test_following_finds_the_detectors_points_and_refuses_big_jumps():
+  landmarker = detection.FaceLandmarker()
+  photo = image_io.load_photo(samples.sample_faces()['takeo'].image_path)
+  found = landmarker.detect(photo)[0]
+  size = video_tracking.face_size(found.landmarks)
+  # From the points of a frame before, 5% of the face away (measured:
+  # back on the face, within 0.003 of the detection).
+  followed = video_tracking.followed(landmarker, photo,
+                                     found.landmarks + 0.05 * size)
+  assert followed is not None
+  assert np.median(np.linalg.norm(followed.landmarks - found.landmarks,
+                                  axis=1)) / size < 0.01
+  # A face half its size in the frame before is not trusted.
+  centre = found.landmarks.mean(0)
+  shrunk = centre + 0.5 * (found.landmarks - centre)
+  assert video_tracking.followed(landmarker, photo, shrunk) is None

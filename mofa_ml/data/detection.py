@@ -131,6 +131,26 @@ class FaceLandmarker:
                      ((points + flipped) / 2).astype(np.float32),
                      flip_confidence(points, flipped))
 
+  def follow(self, image: np.ndarray, previous: np.ndarray) -> Detection:
+    """The face whose (68, 2) landmarks were `previous` in the frame before,
+    without the detector: the predictor in the box the detector would put
+    around them, then around its own points (as `detect` does after the
+    detector). Milliseconds, where the detector takes 0.1-0.3 s on a 720p
+    frame: only a region twice the box wide is read (the predictor reads
+    pixels near its box alone)."""
+    box = box_around(previous)
+    margin = (box[2] - box[0]) / 2
+    height, width = np.shape(image)[:2]
+    left, top = max(0, int(box[0] - margin)), max(0, int(box[1] - margin))
+    right = min(width, int(np.ceil(box[2] + margin)))
+    bottom = min(height, int(np.ceil(box[3] + margin)))
+    region = np.asarray(image)[top:bottom, left:right]
+    offset = np.array([left, top], np.float32)
+    first = self.landmarks_in_box(region, box - np.tile(offset, 2))
+    found = self.landmarks_in_box(region, box_around(first.landmarks))
+    return found._replace(box=found.box + np.tile(offset, 2),
+                          landmarks=found.landmarks + offset)
+
   def detect(self, image: np.ndarray) -> List[Detection]:
     """All faces in a photo, largest first.
 

@@ -239,7 +239,8 @@ def reconstruct_video(reconstructor, path: str, landmarker,
   import tqdm  # pylint: disable=g-import-not-at-top
   model = reconstructor.model
   frames = lambda: read_video_frames(path, frame_step, stop)
-  track = tracking.track_faces(model, frames(), landmarker, progress)
+  track = tracking.track_faces(model, frames(), landmarker, progress,
+                               reconstructor.is_face)
   if not track.found.any():
     raise ValueError(f'{path}: no face found in any sampled frame')
   layout = fit.fit_layout(model)

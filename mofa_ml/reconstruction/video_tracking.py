@@ -9,7 +9,7 @@ photo fits. `landmark_agreement` measures how far a fit's projected
 landmarks lie from the detected ones.
 """
 
-from typing import Iterable, List, NamedTuple, Optional
+from typing import Callable, Iterable, List, NamedTuple, Optional
 
 import jax
 import jax.numpy as jnp
@@ -33,6 +33,18 @@ YAW_MARGIN_DEGREES = 20.0
 YAW_PER_SHARPNESS_HALVING = 10.0
 
 
+# The tracked face is followed from frame to frame by the landmark
+# predictor alone (`FaceLandmarker.follow`: on the benchmark's clips within
+# 0.003 face-box widths of a new detection's points, median) and looked for
+# by the detector again this many video frames after its last detection
+# (a predictor that lost the face keeps answering in its box), where the
+# face-mesh network sees no face at the followed points, or where they
+# moved or resized by more than these fractions of the face.
+REDETECT_FRAMES = 25
+MAX_FOLLOWED_SHIFT = 0.25
+MAX_FOLLOWED_RESIZE = 0.2
+
+
 def face_size(landmarks: np.ndarray) -> float:
   """`metrics.box_size` of (68, 2) landmarks, pixels, at least 1e-6 (a
   divisor)."""
@@ -50,6 +62,19 @@ def nearest_face(detections: List, previous: Optional[np.ndarray]):
       np.mean(d.landmarks, axis=0) - centre) / size)
 
 
+def followed(landmarker, frame: np.ndarray, previous: np.ndarray):
+  """The `Detection` of the face with (68, 2) landmarks `previous` in the
+  frame before, by the landmark predictor alone; None where its points
+  moved or resized too much to trust (then the detector looks)."""
+  face = landmarker.follow(frame, previous)
+  size = face_size(previous)
+  shift = np.linalg.norm(np.mean(face.landmarks, axis=0) -
+                         np.mean(previous, axis=0)) / size
+  resize = abs(face_size(face.landmarks) / size - 1.0)
+  return (face if shift <= MAX_FOLLOWED_SHIFT and
+          resize <= MAX_FOLLOWED_RESIZE else None)
+
+
 class Track(NamedTuple):
   """The tracked face of each sampled frame (the first pass): frames (T,),
   found (T,) bool, landmarks (T, 68, 2) photo pixels, confidence (T, 68),
@@ -65,22 +90,35 @@ class Track(NamedTuple):
 
 
 def track_faces(model: fm.FaceModel, frames: Iterable, landmarker,
-                progress: bool = False) -> Track:
-  """Detects faces in every (index, RGB uint8 frame) of `frames` and
-  follows one (`nearest_face`)."""
+                progress: bool = False,
+                is_face: Optional[Callable] = None) -> Track:
+  """Finds the face in every (index, RGB uint8 frame) of `frames` and
+  follows one: detected (`nearest_face`) every `REDETECT_FRAMES` frames or
+  where `followed` loses it, followed by the landmark predictor between.
+  `is_face`: (frame, landmarks) -> bool, the face-mesh network's check of
+  followed points."""
   import cv2  # pylint: disable=g-import-not-at-top
   import tqdm  # pylint: disable=g-import-not-at-top
   intrinsics = camera.default_intrinsics(crop.CROP_SIZE)
-  rows, previous = [], None
-  for index, frame in tqdm.tqdm(frames, unit='frame',
-                                disable=not progress):
-    faces = landmarker.detect(frame)
-    if not faces:
-      rows.append((index, False, np.full((68, 2), np.nan), np.zeros(68),
-                   np.nan, np.nan))
-      continue
-    face = nearest_face(faces, previous)
-    previous = np.asarray(face.landmarks, np.float64)
+  # previous: the last tracked face's landmarks (the nearest detection is
+  # taken after a gap); following needs a face in the frame before.
+  rows, previous, detected_at, seen = [], None, None, False
+  for index, frame in tqdm.tqdm(frames, unit='frame', disable=not progress):
+    face = None
+    if seen and index - detected_at < REDETECT_FRAMES:
+      face = followed(landmarker, frame, previous)
+      if face is not None and is_face is not None and not is_face(
+          frame, face.landmarks):
+        face = None
+    if face is None:
+      faces = landmarker.detect(frame)
+      if not faces:
+        rows.append((index, False, np.full((68, 2), np.nan), np.zeros(68),
+                     np.nan, np.nan))
+        seen = False
+        continue
+      face, detected_at = nearest_face(faces, previous), index
+    previous, seen = np.asarray(face.landmarks, np.float64), True
     transform = crop.crop_transform(previous)
     rotation, _ = pose_start.landmark_pose(
         model, intrinsics, jnp.asarray(crop.apply_transform(
