@@ -60,6 +60,14 @@ def test_supervision_is_zero_at_the_truth_and_analytic_off_it(model):
                                        vertices, albedo, 10.0, 24.0)
   for name in supervision.TERMS:
     np.testing.assert_allclose(terms[name], 0.0, atol=1e-10)
+  # The logged baseline is the geometry term of zero shape and expression.
+  zero = truth._replace(shape=0 * truth.shape,
+                        expression=0 * truth.expression)
+  terms = supervision.face_supervision(model, intrinsics, zero, truth,
+                                       vertices, albedo, 10.0, 24.0)
+  np.testing.assert_allclose(terms['geometry_mean_face'], terms['geometry'],
+                             rtol=1e-5)
+  assert terms['geometry'] > 0
   # Known offsets: 1 mm on every vertex (0.01 cm^2), 0.1 on every albedo
   # channel (0.03) and SH coefficient (0.03).
   terms = supervision.face_supervision(

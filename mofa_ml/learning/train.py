@@ -202,7 +202,8 @@ class Trainer:
               loss.length_unit_mm, loss.landmark_unit_px)
           for term, value in known.items():
             terms[f'supervised_{term}'] = value
-            terms['total'] = terms['total'] + supervised.get(term, 0.0) * value
+            if term in supervision.TERMS:  # METRICS are logged only
+              terms['total'] += supervised.get(term, 0.0) * value
           terms['overflow'] = jnp.mean(batch['overflow'].astype(jnp.float32))
         terms['synthetic'] = jnp.float32(truth)
         return terms['total'], terms
