@@ -234,8 +234,25 @@ def _video_table(videos: Dict) -> List[str]:
           f'{name}: {counts["without_face"]} frames without a face, '
           f'{counts["refitted"]} refitted, {counts["lost"]} lost, identity '
           f'from frames {counts["identity_frames"]}')
-  return lines + (['', 'Video path: ' + '; '.join(notes) + '.'] if notes
-                  else [])
+  lines += (['', 'Video path: ' + '; '.join(notes) + '.'] if notes else [])
+  if all('motion' in clip for clip in videos.values()):
+    lines += [
+        '', 'Motion: lag, the shift (frames; positive: behind) at which the '
+        "method's mean point velocity best matches the detector's; fast "
+        "speed ratio, the method's speed over the detector's on the 20% of "
+        'frames where the detector moves fastest (below 1: smeared); still '
+        'jitter, the jitter over the frames where the detector moves at '
+        'most its median speed.', '',
+        '| clip | method | lag, frames | fast speed ratio | still jitter |',
+        '|---' * 5 + '|']
+    for name, clip in videos.items():
+      for method in methods:
+        motion = clip['motion'][method]
+        lines.append(f'| {name} | {method.replace("_", " ")} | '
+                     f'{motion["lag_frames"]} | '
+                     f'{_f(motion["fast_speed_ratio"], 2)} | '
+                     f'{_f(motion["still_jitter"], 4)} |')
+  return lines
 
 
 def _scan_protocol(results: Dict) -> List[str]:

@@ -27,6 +27,8 @@ Measured, with the detector as the baseline:
     vertices in the model frame (expression and identity, no pose), mm.
   * ARKit jitter: mean |w(t+1) - w(t)| of the 53 blendshape weights
     (`arkit.weights_over_time`, as the animation files), per weight.
+  * motion (`motion_following`): the lag behind the detector's motion,
+    the speed kept on its fastest frames, and jitter on its stillest.
   * the video path's frames without a face, refitted and lost, and the
     frames its identity came from.
 """
@@ -97,6 +99,43 @@ def vertex_jitter(vertices: np.ndarray) -> float:
 def weight_jitter(weights: np.ndarray) -> float:
   """Mean |w(t+1) - w(t)| of (T, K) weights, over frames and weights."""
   return float(np.abs(np.diff(weights, axis=0)).mean())
+
+
+def motion_following(tracks: np.ndarray, detected: np.ndarray,
+                     boxes: np.ndarray, fast_fraction: float = 0.2,
+                     max_lag: int = 3) -> Dict:
+  """How (T, 68, 2) point tracks follow the detections' motion (box units,
+  (T,) box sizes; consecutive frames):
+    lag_frames: the shift in [-max_lag, max_lag] (positive: behind) at which
+      the tracks' mean velocity best matches the detections' (correlation);
+    fast_speed_ratio: the tracks' mean speed over the detections' on the
+      `fast_fraction` of frames where the detections move fastest (below
+      1: fast motion smeared);
+    still_jitter: `jitter` over the frames where the detections move less
+      at most their median (noise, not motion).
+  """
+  velocity = lambda t: np.diff(t, axis=0).mean(axis=1) / boxes[1:, None]
+  own, reference = velocity(tracks), velocity(detected)
+  count = len(reference)
+
+  def match(lag):
+    a = own[max(lag, 0):count + min(lag, 0)]
+    b = reference[max(-lag, 0):count - max(lag, 0)]
+    return float(np.sum(a * b) / max(len(a), 1))
+
+  speed = np.linalg.norm(reference, axis=1)
+  fast = speed >= np.quantile(speed, 1.0 - fast_fraction)
+  still = np.flatnonzero(speed <= np.median(speed))
+  second = tracks[2:] - 2 * tracks[1:-1] + tracks[:-2]
+  per_frame = np.linalg.norm(second, axis=-1).mean(-1) / boxes[1:-1]
+  # second[t] is centred on frame t + 1: the motion from t to t + 1 and on.
+  still_frames = still[still < len(per_frame)]
+  return {
+      'lag_frames': int(max(range(-max_lag, max_lag + 1), key=match)),
+      'fast_speed_ratio': float(np.linalg.norm(own[fast], axis=1).mean() /
+                                max(speed[fast].mean(), 1e-12)),
+      'still_jitter': float(per_frame[still_frames].mean()),
+  }
 
 
 def landmark_distance(tracks: np.ndarray, detected: np.ndarray) -> Dict:
@@ -176,6 +215,9 @@ def evaluate_clip(model, reconstructor, landmarker, path: str,
   result['seconds_per_frame'] = {
       'video_path': video_seconds / len(video.frames),
       'frame_by_frame': float(np.mean(seconds))}
+  result['motion'] = {
+      name: motion_following(track[keep], detected[keep], boxes[keep])
+      for name, track in tracks.items()}
   result['landmark_distance'] = {
       name: landmark_distance(track[keep], detected[keep])
       for name, track in tracks.items() if name != 'detector'}

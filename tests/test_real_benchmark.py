@@ -229,6 +229,33 @@ def test_jitter_is_zero_for_uniform_motion_and_scales_with_the_box():
   assert real_video.jitter(shaken, boxes) == pytest.approx(20.0 / 4 / 100)
 
 
+def test_motion_following_sees_lag_and_smear():
+  from experiments import real_video  # pylint: disable=g-import-not-at-top
+  times = np.arange(60, dtype=np.float64)
+  path = lambda t: 20.0 * np.sin(t / 3.0)[:, None, None] * np.ones((1, 68, 2))
+  detected = path(times)
+  boxes = np.full(60, 100.0)
+  same = real_video.motion_following(detected, detected, boxes)
+  assert same['lag_frames'] == 0
+  assert same['fast_speed_ratio'] == pytest.approx(1.0)
+  late = real_video.motion_following(path(times - 2.0), detected, boxes)
+  assert late['lag_frames'] == 2
+  # A running mean of 5 frames: centred, so no lag, but fast motion
+  # (the sine's steepest parts) is smeared.
+  kernel = np.ones(5) / 5
+  smeared = np.stack([np.convolve(np.pad(detected[:, 0, 0], 2, 'edge'),
+                                  kernel, 'valid')] * 2, -1)[:, None]
+  smeared = smeared * np.ones((1, 68, 1))
+  blurred = real_video.motion_following(smeared, detected, boxes)
+  assert blurred['lag_frames'] == 0
+  assert 0.6 < blurred['fast_speed_ratio'] < 0.95
+  # Noise on a still face shows in the still jitter.
+  still = np.zeros((60, 68, 2))
+  noisy = still + np.random.default_rng(0).normal(0, 1.0, still.shape)
+  assert real_video.motion_following(noisy, still, boxes)[
+      'still_jitter'] > 0.01
+
+
 def test_identity_spread_ignores_similarity_and_sees_shape():
   from experiments import real_video  # pylint: disable=g-import-not-at-top
   vertices, _ = _bumpy_sheet(8)
