@@ -38,7 +38,7 @@ def define_reconstruction_flags(fit_by_default: bool) -> ReconstructionFlags:
       fit=flags.DEFINE_bool(
           'fit', fit_by_default, 'With --checkpoint: refine the '
           "regressor's prediction by per-image fitting (--nofit: the "
-          'regressor alone).'),
+          "regressor alone; a video's frames are fitted either way)."),
       fit_steps=flags.DEFINE_list(
           'fit_steps', None, 'Fitting steps: base phase (Levenberg-Marquardt '
           'iterations at full weights, or Adam steps with --fit_solver=adam), '

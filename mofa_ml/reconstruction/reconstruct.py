@@ -218,6 +218,9 @@ def reconstruct_inputs(reconstructor: reconstructor_lib.Reconstructor,
       break
     try:
       if job.is_video:
+        if reconstructor.fit_config is None:
+          report(f'{job.source}: --nofit applies to photos; a video\'s '
+                 'frames are fitted (the identity from the network)')
         folder = os.path.join(output, job.name)
         check_folder(folder, video_lib.VIDEO_FILES, overwrite)
         video = video_lib.reconstruct_video(
