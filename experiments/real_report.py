@@ -195,9 +195,11 @@ def _photo_rows(photos: List[Dict]) -> List[str]:
   return lines
 
 
+_VIDEO_METHODS = ('detector', 'video_path', 'video_path_unsmoothed',
+                  'frame_by_frame')
+
+
 def _video_table(videos: Dict) -> List[str]:
-  methods = ('detector', 'video_path', 'video_path_unsmoothed',
-             'frame_by_frame')
   lines = [
       'Jitter: mean second difference of the 68 points over consecutive '
       'frames (25 fps) over sqrt(w h) of the detection box (motion plus '
@@ -214,7 +216,7 @@ def _video_table(videos: Dict) -> List[str]:
       '| s / frame |', '|---' * 10 + '|']
   notes = []
   for name, clip in videos.items():
-    for method in methods:
+    for method in _VIDEO_METHODS:
       shared = 'video_path' if method.startswith('video') else method
       agreement = clip['agreement_nme'].get(method)
       distance = clip.get('landmark_distance', {}).get(method)
@@ -234,10 +236,16 @@ def _video_table(videos: Dict) -> List[str]:
           f'{name}: {counts["without_face"]} frames without a face, '
           f'{counts["refitted"]} refitted, {counts["lost"]} lost, identity '
           f'from frames {counts["identity_frames"]}')
-  lines += (['', 'Video path: ' + '; '.join(notes) + '.'] if notes else [])
+  return lines + (['', 'Video path: ' + '; '.join(notes) + '.'] if notes
+                  else [])
+
+
+def _motion_table(videos: Dict) -> List[str]:
+  """How each method follows the detector's motion (`motion_following`)."""
+  lines = []
   if all('motion' in clip for clip in videos.values()):
     lines += [
-        '', 'Motion: lag, the shift (frames; positive: behind) at which the '
+        'Motion: lag, the shift (frames; positive: behind) at which the '
         "method's mean point velocity best matches the detector's; fast "
         "speed ratio, the method's speed over the detector's on the 20% of "
         'frames where the detector moves fastest (below 1: smeared); still '
@@ -246,13 +254,13 @@ def _video_table(videos: Dict) -> List[str]:
         '| clip | method | lag, frames | fast speed ratio | still jitter |',
         '|---' * 5 + '|']
     for name, clip in videos.items():
-      for method in methods:
+      for method in _VIDEO_METHODS:
         motion = clip['motion'][method]
         lines.append(f'| {name} | {method.replace("_", " ")} | '
                      f'{motion["lag_frames"]} | '
                      f'{_f(motion["fast_speed_ratio"], 2)} | '
                      f'{_f(motion["still_jitter"], 4)} |')
-  return lines
+  return lines + ([''] if lines else [])
 
 
 def _scan_protocol(results: Dict) -> List[str]:
@@ -329,6 +337,6 @@ def markdown(results: Dict) -> str:
   lines += _photo_rows(results['photos']) + ['']
   if results.get('videos'):
     lines += ['## Video clips (no truth)', ''] + _video_table(
-        results['videos']) + ['']
+        results['videos']) + [''] + _motion_table(results['videos'])
   lines.append(_seconds_line(results))
   return '\n'.join(lines)
