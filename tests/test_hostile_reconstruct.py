@@ -174,8 +174,8 @@ def _quick_video(ict_model, tmp_path, monkeypatch):
   offsets = np.zeros((ict_model.num_vertices, 3), np.float32)
   fitted = []
 
-  def track(model, frames, landmarker, progress):
-    del model, landmarker, progress
+  def track(model, frames, landmarker, progress, is_face):
+    del model, landmarker, progress, is_face
     count = len([index for index, _ in frames])
     return video_tracking.Track(np.arange(count), np.ones(count, bool),
                                 np.tile(marks, (count, 1, 1)),
@@ -193,7 +193,8 @@ def _quick_video(ict_model, tmp_path, monkeypatch):
   monkeypatch.setattr(face_model, 'load_face_model', lambda spec: ict_model)
   stand_in = types.SimpleNamespace(
       model=ict_model, rig=None, reconstruct_face=lambda *args: None,
-      intrinsics=camera.default_intrinsics(crop.CROP_SIZE))
+      intrinsics=camera.default_intrinsics(crop.CROP_SIZE),
+      fit_config=video_lib.FRAME_CONFIG, is_face=lambda *args: True)
   monkeypatch.setattr(reconstructor_lib, 'Reconstructor',
                       lambda *args: stand_in)
   monkeypatch.setattr(detection, 'FaceLandmarker', lambda: None)
