@@ -11,11 +11,12 @@ binary search map fragment -> triangle), so triangles of any size work with
 static shapes under `jit`. A scatter-min builds the depth buffer, a second
 scatter picks the winning triangle per pixel, and perspective-correct
 barycentrics are recomputed for it. `render` reruns with a larger capacity
-when the list overflows; inside `jit`, callers read `Fragments.overflow`.
+when the list overflows (`with_growing_capacity`); inside `jit`, callers
+read `Fragments.overflow`.
 """
 
 import functools
-from typing import NamedTuple
+from typing import Any, Callable, NamedTuple, Tuple
 
 import chex
 import jax
@@ -166,19 +167,33 @@ def interpolate(attributes: jax.Array, triangles: jax.Array,
 
 def render(screen: jax.Array, triangles: jax.Array, height: int, width: int,
            cull_backfaces: bool = False) -> Fragments:
-  """`rasterize` with a capacity that grows (powers of two) until it fits.
+  """`rasterize` with a capacity that grows until it fits
+  (`with_growing_capacity`)."""
+
+  def draw(capacity):
+    fragments = rasterize(screen, triangles, height=height, width=width,
+                          capacity=capacity, cull_backfaces=cull_backfaces)
+    return fragments, fragments.overflow, fragments.needed
+
+  return with_growing_capacity(draw, height, width)
+
+
+def with_growing_capacity(draw: Callable[[int], Tuple[Any, jax.Array,
+                                                       jax.Array]],
+                          height: int, width: int) -> Any:
+  """The result of `draw(capacity) -> (result, overflow, needed)` for the
+  first capacity whose fragments fit.
 
   For use outside `jit`; the first try uses 2 H W fragments (a face that
-  fills the picture needs about 1.3 H W), so pictures cost no more memory
-  than they need.
+  fills the picture needs about 1.3 H W), then the power of two above what
+  was needed, so pictures cost no more memory than they need.
   """
   capacity = 2 * height * width
   while True:
-    fragments = rasterize(screen, triangles, height=height, width=width,
-                          capacity=capacity, cull_backfaces=cull_backfaces)
-    if not bool(fragments.overflow):
-      return fragments
-    capacity = int(2**np.ceil(np.log2(int(fragments.needed))))
+    result, overflow, needed = draw(capacity)
+    if not bool(overflow):
+      return result
+    capacity = int(2**np.ceil(np.log2(int(needed))))
 
 
 def vertex_visibility(screen: jax.Array, fragments: Fragments,

@@ -32,7 +32,7 @@ def _shaded_pixels(vertices, reflectance, triangles, rotation_angles,
                          mesh.safe_normalize(per_pixel[..., :3]), sh)
   mask = fragments.triangle >= 0
   image = jnp.where(mask[..., None], jnp.clip(colour, 0.0, 1.0), background)
-  return image, mask, fragments.overflow, fragments.needed
+  return (image, mask), fragments.overflow, fragments.needed
 
 
 def render_shaded(vertices: jnp.ndarray, reflectance: jnp.ndarray,
@@ -72,14 +72,10 @@ def render_shaded(vertices: jnp.ndarray, reflectance: jnp.ndarray,
                jnp.asarray(triangles, jnp.int32), as_float(rotation_angles),
                as_float(translation), as_float(sh), intrinsics,
                as_float(background))
-  # As `raster.render`: 2 H W fragments first, more if they overflow.
-  capacity = 2 * height * width
-  while True:
-    image, mask, overflow, needed = _shaded_pixels(
-        *arguments, height=height, width=width, capacity=capacity)
-    if not bool(overflow):
-      return np.asarray(image), np.asarray(mask)
-    capacity = int(2**np.ceil(np.log2(int(needed))))
+  image, mask = raster.with_growing_capacity(
+      lambda capacity: _shaded_pixels(*arguments, height=height, width=width,
+                                      capacity=capacity), height, width)
+  return np.asarray(image), np.asarray(mask)
 
 
 def side_by_side(images: Sequence[np.ndarray], gap: int = 4,
