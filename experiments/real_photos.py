@@ -148,16 +148,11 @@ class Fitted(NamedTuple):
 
 def project_at(model, params, photo_camera, vertices, detected
                ) -> np.ndarray:
-  """(68, 2) photo pixels of `vertices` at the pose of `params`, with the
-  landmark vertices `outputs.description` uses (jaw sliding along the
-  rays of the (68, 2) `detected` points)."""
-  points = camera.rigid_transform(
-      jnp.asarray(vertices, jnp.float32),
-      camera.pose_rotation(params.rotation), params.translation)
-  indices = levels.landmark_vertex_indices(
-      model, points, jnp.asarray(detected, jnp.float32), photo_camera)
-  return np.asarray(camera.project(points, photo_camera)[indices],
-                    np.float64)
+  """(68, 2) photo pixels of `vertices` at the pose of `params`
+  (`levels.projected_landmarks`, as `outputs.description`)."""
+  return np.asarray(levels.projected_landmarks(
+      model, jnp.asarray(vertices, jnp.float32), params,
+      jnp.asarray(detected, jnp.float32), photo_camera), np.float64)
 
 
 def projected_landmarks(model, reconstructor, face, vertices) -> np.ndarray:

@@ -8,7 +8,6 @@ import dataclasses
 import json
 from typing import Dict, Iterator, Optional, Tuple
 
-import jax
 import jax.numpy as jnp
 import numpy as np
 
@@ -135,9 +134,9 @@ def description(model: fm.FaceModel, crop_camera: camera.Intrinsics,
   """JSON-ready pose, light, cameras, landmarks and metrics."""
   params = face.params
   photo_camera = camera.photo_intrinsics(crop_camera, face.crop_transform)
-  projected = _model_landmarks(model, params,
-                               jnp.asarray(face.landmarks_photo, jnp.float32),
-                               photo_camera)
+  projected = levels.projected_landmarks(
+      model, levels.surfaces(model, params)[0].vertices, params,
+      jnp.asarray(face.landmarks_photo, jnp.float32), photo_camera)
   as_list = lambda x: np.asarray(x, np.float64).round(6).tolist()
   return {
       'face_model': model.name,
@@ -173,21 +172,6 @@ def description(model: fm.FaceModel, crop_camera: camera.Intrinsics,
       'fallback': face.fallback,
       'seconds': face.seconds,
   }
-
-
-@jax.jit
-def _model_landmarks(model: fm.FaceModel, params: layout_lib.FaceParams,
-                     detected: jax.Array,
-                     photo_camera: camera.Intrinsics) -> jax.Array:
-  """(68, 2) the base level's landmarks in the photo, pixels: the vertices
-  the fit compares, inner ones fixed and the jaw's sliding to the
-  silhouette along the (68, 2) `detected` points' rays (as the iBUG outline
-  is marked: the fixed jaw vertices sit inside a turned head's outline)."""
-  points = camera.rigid_transform(
-      levels.surfaces(model, params)[0].vertices,
-      camera.pose_rotation(params.rotation), params.translation)
-  return camera.project(points, photo_camera)[
-      levels.landmark_vertex_indices(model, points, detected, photo_camera)]
 
 
 def pictures(model: fm.FaceModel, crop_camera: camera.Intrinsics,

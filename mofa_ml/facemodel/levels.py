@@ -106,3 +106,25 @@ def landmark_vertex_indices(model: fm.FaceModel, points: jax.Array,
       points, detected[jnp.asarray(lm.CONTOUR)], intrinsics,
       model.contour_candidates, model.contour_mask)
   return model.landmark_vertices.at[jnp.asarray(lm.CONTOUR)].set(contour)
+
+
+@jax.jit  # outside a jit (the files, video agreement) one program
+def projected_landmarks(model: fm.FaceModel, vertices: jax.Array,
+                        params: layout_lib.FaceParams, detected: jax.Array,
+                        intrinsics: camera.Intrinsics) -> jax.Array:
+  """(68, 2) pixels of a face's landmark vertices: the vertices the fit
+  compares, inner ones fixed and the jaw's sliding to the silhouette along
+  the (68, 2) `detected` points' rays (as the iBUG outline is marked: the
+  fixed jaw vertices sit inside a turned head's outline).
+
+  Args:
+    model: the face model.
+    vertices: (N, 3) model-space positions of either level, mm.
+    params: the face's pose (rotation, translation).
+    detected: (68, 2) landmarks, pixels.
+    intrinsics: the camera.
+  """
+  points = camera.rigid_transform(
+      vertices, camera.pose_rotation(params.rotation), params.translation)
+  return camera.project(points, intrinsics)[landmark_vertex_indices(
+      model, points, detected, intrinsics)]

@@ -194,19 +194,6 @@ def shared_identity(model: fm.FaceModel, layout: layout_lib.ParameterLayout,
           kept)
 
 
-@jax.jit
-def _projected_landmarks(model, params, geometry_offsets, detected,
-                         intrinsics):
-  """(68, 2) pixels of the final level's landmark vertices (the jaw's
-  sliding along the detected points' rays)."""
-  points = camera.rigid_transform(
-      levels.surfaces(model, params, geometry_offsets)[1].vertices,
-      camera.pose_rotation(params.rotation), params.translation)
-  indices = levels.landmark_vertex_indices(model, points, detected,
-                                           intrinsics)
-  return camera.project(points, intrinsics)[indices]
-
-
 def landmark_agreement(model: fm.FaceModel, params: layout_lib.FaceParams,
                        geometry_offsets: np.ndarray,
                        photo_camera: camera.Intrinsics,
@@ -214,9 +201,10 @@ def landmark_agreement(model: fm.FaceModel, params: layout_lib.FaceParams,
   """Median over the 68 points of the distance (pixels) between the final
   level's projected landmarks and the (68, 2) detected ones, over
   `face_size` of the detected ones."""
-  projected = _projected_landmarks(
-      model, jax.tree_util.tree_map(jnp.asarray, params),
-      jnp.asarray(geometry_offsets), jnp.asarray(detected, jnp.float32),
+  params = jax.tree_util.tree_map(jnp.asarray, params)
+  projected = levels.projected_landmarks(
+      model, levels.surfaces(model, params, jnp.asarray(geometry_offsets))[
+          1].vertices, params, jnp.asarray(detected, jnp.float32),
       photo_camera)
   distance = np.linalg.norm(np.asarray(projected, np.float64) - detected,
                             axis=1)
