@@ -194,7 +194,8 @@ def _quick_video(ict_model, tmp_path, monkeypatch):
   stand_in = types.SimpleNamespace(
       model=ict_model, rig=None, reconstruct_face=lambda *args: None,
       intrinsics=camera.default_intrinsics(crop.CROP_SIZE),
-      fit_config=video_lib.FRAME_CONFIG, is_face=lambda *args: True)
+      fit_config=video_lib.FRAME_CONFIG, is_face=lambda *args: True,
+      texture_map=test_video.small_texture_map(ict_model))
   monkeypatch.setattr(reconstructor_lib, 'Reconstructor',
                       lambda *args: stand_in)
   monkeypatch.setattr(detection, 'FaceLandmarker', lambda: None)

@@ -16,6 +16,7 @@ from mofa_ml import image_io
 from mofa_ml import samples
 from mofa_ml.data import detection
 from mofa_ml.data import synthetic
+from mofa_ml.export import meshes
 from mofa_ml.facemodel import landmarks as lm
 from mofa_ml.facemodel import layout as layout_lib
 from mofa_ml.fitting import fit
@@ -185,7 +186,8 @@ def test_the_overlay_video_is_read_back_or_refused(clip, ict_model,
                                                    tmp_path, monkeypatch):
   import cv2  # pylint: disable=g-import-not-at-top
   video, _, _, path = clip
-  files = video_lib.video_files(ict_model, path, video, 1)
+  texture = small_texture_map(ict_model)
+  files = video_lib.video_files(ict_model, path, video, 1, texture)
   written = tmp_path / 'overlay.mp4'
   written.write_bytes(files['overlay.mp4'])
   capture = cv2.VideoCapture(str(written))
@@ -198,7 +200,13 @@ def test_the_overlay_video_is_read_back_or_refused(clip, ict_model,
   monkeypatch.setattr(video_lib.tempfile, 'mkstemp',
                       lambda **kwargs: (handle, missing))
   with pytest.raises(OSError, match='cannot write the overlay video'):
-    video_lib.video_files(ict_model, path, video, 1)
+    video_lib.video_files(ict_model, path, video, 1, texture)
+
+
+def small_texture_map(model):
+  """A 64-texel `TextureMap` of the model (the files' own is 1024)."""
+  return meshes.texture_map(meshes.cylindrical_uv(np.asarray(
+      model.mean_shape)), np.asarray(model.triangles), 64)
 
 
 def small_clip(path, frames=5, size=64):

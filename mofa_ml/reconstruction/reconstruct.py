@@ -230,8 +230,8 @@ def reconstruct_inputs(reconstructor: reconstructor_lib.Reconstructor,
         # temporary one may be small.
         write_folder(folder, video_lib.video_files(
             reconstructor.model, job.source, video, frame_step,
-            reconstructor.rig, output if os.path.isdir(output) else None,
-            stop), overwrite)
+            reconstructor.texture_map, reconstructor.rig,
+            output if os.path.isdir(output) else None, stop), overwrite)
         written += 1
         report(f'{folder}: {len(video.frames)} frames, {int(sum(~video.found))}'
                f' without a face, {int(sum(video.refitted))} refitted, '

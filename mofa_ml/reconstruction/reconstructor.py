@@ -7,6 +7,7 @@ weights refined, then the files of `export.outputs`. `mofa reconstruct`'s
 loop over inputs is `reconstruct.reconstruct_inputs`.
 """
 
+import functools
 import time
 from typing import Optional, Tuple
 
@@ -75,7 +76,6 @@ class Reconstructor:
     self.intrinsics = camera.default_intrinsics(crop.CROP_SIZE)
     self.mirror = jnp.asarray(visibility.mirror_vertices(model.mean_shape))
     self.rig = arkit.load_rig(model)
-    self.texture_map = None
     self.dense_landmarker, self.dense_embedding = None, None
     if fit_config is not None and fit_config.dense_weight > 0:
       registration = dense_registration.load_dense_registration()
@@ -199,10 +199,14 @@ class Reconstructor:
         jnp.asarray(crop_image), jnp.asarray(crop_marks),
         jnp.asarray(confidence), jnp.asarray(start, jnp.float32))
 
+  @functools.cached_property
+  def texture_map(self):
+    """The model's `outputs.texture_map`, made at the first face's files
+    (half a second) and kept for every face and video after."""
+    return outputs.texture_map(self.model)
+
   def files(self, photo: np.ndarray, face: outputs.Reconstruction):
     """{file name: bytes} of every output of one face."""
-    if self.texture_map is None:  # made once, at the first face's files
-      self.texture_map = outputs.texture_map(self.model)
     return outputs.face_files(self.model, self.intrinsics, photo, face,
                               self.texture_map, self.rig)
 

@@ -287,7 +287,8 @@ def reconstruct_video(reconstructor, path: str, landmarker,
 
 
 def video_files(model: fm.FaceModel, path: str, video: VideoReconstruction,
-                frame_step: int, rig: Optional[arkit.BlendshapeRig] = None,
+                frame_step: int, texture_map: meshes.TextureMap,
+                rig: Optional[arkit.BlendshapeRig] = None,
                 scratch: Optional[str] = None,
                 stop: Optional[Callable[[], bool]] = None
                 ) -> Dict[str, bytes]:
@@ -298,13 +299,14 @@ def video_files(model: fm.FaceModel, path: str, video: VideoReconstruction,
   'found', 'landmark_agreement', 'refitted', 'lost', ...); with the model's
   blendshape `rig`, the per-frame ARKit weights of the smoothed
   expressions too ('arkit_weights' (T, K), 'arkit_names' (K,)).
-  `scratch` and `stop`: see `overlay_video`.
+  `texture_map`: the model's (`outputs.texture_map`); `scratch` and `stop`:
+  see `overlay_video`.
   """
   source_fps = video.fps * frame_step
   files, weights = animation.video_files(
       model, rig, video.layout, video.vectors, video.frames / source_fps,
       source_fps, video.geometry_offsets, video.reflectance_offsets,
-      outputs.texture_map(model))
+      texture_map)
   named_weights = {} if rig is None else dict(
       arkit_weights=weights, arkit_names=np.asarray(rig.names))
   buffer = io.BytesIO()
