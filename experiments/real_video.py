@@ -69,12 +69,18 @@ def _first_frames(path: str, count: int, folder: str) -> str:
   return target
 
 
+def _second_differences(tracks: np.ndarray, boxes: np.ndarray
+                        ) -> np.ndarray:
+  """(T - 2,) the mean second difference of (T, K, 2) point tracks over
+  (T,) box sizes, entry t centred on frame t + 1."""
+  second = tracks[2:] - 2 * tracks[1:-1] + tracks[:-2]
+  return np.linalg.norm(second, axis=-1).mean(-1) / boxes[1:-1]
+
+
 def jitter(tracks: np.ndarray, boxes: np.ndarray) -> float:
   """Mean second difference of (T, K, 2) point tracks over (T,) box sizes
   (consecutive frames; T >= 3)."""
-  second = tracks[2:] - 2 * tracks[1:-1] + tracks[:-2]
-  return float(np.mean(np.linalg.norm(second, axis=-1).mean(-1) /
-                       boxes[1:-1]))
+  return float(np.mean(_second_differences(tracks, boxes)))
 
 
 def identity_spread(identities) -> float:
@@ -111,8 +117,8 @@ def motion_following(tracks: np.ndarray, detected: np.ndarray,
     fast_speed_ratio: the tracks' mean speed over the detections' on the
       `fast_fraction` of frames where the detections move fastest (below
       1: fast motion smeared);
-    still_jitter: `jitter` over the frames where the detections move less
-      at most their median (noise, not motion).
+    still_jitter: `jitter` over the frames where the detections move at
+      most their median speed (noise, not motion).
   """
   velocity = lambda t: np.diff(t, axis=0).mean(axis=1) / boxes[1:, None]
   own, reference = velocity(tracks), velocity(detected)
@@ -126,9 +132,8 @@ def motion_following(tracks: np.ndarray, detected: np.ndarray,
   speed = np.linalg.norm(reference, axis=1)
   fast = speed >= np.quantile(speed, 1.0 - fast_fraction)
   still = np.flatnonzero(speed <= np.median(speed))
-  second = tracks[2:] - 2 * tracks[1:-1] + tracks[:-2]
-  per_frame = np.linalg.norm(second, axis=-1).mean(-1) / boxes[1:-1]
-  # second[t] is centred on frame t + 1: the motion from t to t + 1 and on.
+  per_frame = _second_differences(tracks, boxes)
+  # Entry t is centred on frame t + 1: the motion from t to t + 1 and on.
   still_frames = still[still < len(per_frame)]
   return {
       'lag_frames': int(max(range(-max_lag, max_lag + 1), key=match)),

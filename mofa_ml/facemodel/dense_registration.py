@@ -14,6 +14,8 @@ from typing import NamedTuple, Optional, Tuple
 
 import numpy as np
 
+from mofa_ml import metrics
+
 ASSET = 'mediapipe_ict.npz'
 NUM_POINTS = 468
 # MediaPipe's FACEMESH_FACE_OVAL, in order around the face from the top of
@@ -157,8 +159,7 @@ def detector_disagreement(landmarks: np.ndarray, dense_points: np.ndarray,
   render measured 0.19), where both hold 0.01-0.07.
   """
   landmarks = np.asarray(landmarks, np.float64)
-  extent = np.ptp(landmarks, axis=0)
-  box = np.sqrt(max(extent[0] * extent[1], 1e-12))
+  box = max(metrics.box_size(landmarks), 1e-6)
   landmark_index, dense_index = pairs
   gaps = np.linalg.norm(landmarks[landmark_index] -
                         np.asarray(dense_points)[dense_index, :2], axis=-1)
