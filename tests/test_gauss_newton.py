@@ -111,6 +111,33 @@ def test_jacobian_rows_match_autodiff_of_the_rendering(setting):
                                difference[inner], rtol=2e-2, atol=2e-2)
 
 
+def test_a_fixed_identitys_rows_are_the_full_rows_columns(setting):
+  """With shape and reflectance fixed, the rows (formed only for the free
+  groups, with the expression's normal derivatives only) equal those
+  columns of every group's rows."""
+  s = setting
+  model, layout = s['model'], s['layout']
+  raw = s['raw'] + 0.05 * jax.random.normal(jax.random.PRNGKey(5),
+                                            s['raw'].shape)
+  free = least_squares.free_columns(layout, ('expression', 'rotation',
+                                             'translation', 'sh_base'))
+  vertices = levels.surfaces(model, s['scaling'].params(layout, raw))[0]
+  some_normals = least_squares.normal_derivatives(
+      model, vertices.vertices, groups=('expression',))
+  assert set(some_normals) == {'expression'}
+  columns, every = jax.jit(lambda r: _rows(s, r, 1024))(raw)
+  found = jax.jit(lambda r: least_squares.rows(
+      model, s['intrinsics'], s['loss'], layout, s['scaling'], s['problem'],
+      r, s['support'], free, 1e-3, 1024, some_normals))(raw)
+  kept = np.searchsorted(columns, free)
+  np.testing.assert_array_equal(found.photo_vertices, every.photo_vertices)
+  for name in ('photo_jacobian', 'landmark_jacobian'):
+    np.testing.assert_allclose(getattr(found, name),
+                               getattr(every, name)[:, kept], rtol=1e-5,
+                               atol=1e-6 * float(jnp.abs(
+                                   getattr(every, name)).max()))
+
+
 def test_photometric_rows_follow_the_supports_weights(setting):
   """With fractional support weights (`LossConfig.outlier_sigmas`), the
   weighted rows' gradient 2 J^T W r is the exact photometric term's."""

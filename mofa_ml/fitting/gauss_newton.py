@@ -11,6 +11,7 @@ and how much stronger than the loss's own the prior is.
 """
 
 import dataclasses
+import functools
 from typing import Sequence
 
 import jax
@@ -113,6 +114,10 @@ def solve(model: fm.FaceModel, intrinsics: camera.Intrinsics,
     (size,) the fitted raw parameters.
   """
   identity = ('shape', 'reflectance') if fixed_identity else ()
+  # The normals' derivatives along the free geometry modes only.
+  normal_derivatives = functools.partial(
+      least_squares.normal_derivatives,
+      groups=tuple(g for g in ('shape', 'expression') if g not in identity))
   zeros = jnp.zeros((model.num_vertices, 3))
   key = jax.random.PRNGKey(0)
   prior = jnp.asarray(least_squares.prior_weights(layout, loss))
@@ -182,7 +187,7 @@ def solve(model: fm.FaceModel, intrinsics: camera.Intrinsics,
           problem.image)
       mode_normals = jax.lax.cond(
           refresh,
-          lambda: least_squares.normal_derivatives(model, geometry(raw)),
+          lambda: normal_derivatives(model, geometry(raw)),
           lambda: mode_normals)
     else:  # The landmark stage: no vertex compared, nothing rasterized.
       support = (photometric_support.Support(zeros[:, 0], zeros),) * 2
@@ -231,7 +236,7 @@ def solve(model: fm.FaceModel, intrinsics: camera.Intrinsics,
   # One compiled iteration per run of a stage, its prior scales scanned over.
   carry = (raw, jnp.float32(INITIAL_DAMPING), jax.tree_util.tree_map(
       lambda x: jnp.zeros(x.shape, x.dtype),
-      jax.eval_shape(least_squares.normal_derivatives, model, zeros)))
+      jax.eval_shape(normal_derivatives, model, zeros)))
   for stage, prior_scales in _runs(schedule):
     groups = (least_squares.GEOMETRY_GROUPS if stage == 'landmarks' else
               least_squares.BASE_GROUPS)

@@ -121,17 +121,20 @@ def _local_residuals(image, intrinsics, vertices, albedo, normals, rotation,
 def _with_coefficients(local, bases, scale, layout, columns):
   """Per-row Jacobian w.r.t. the raw parameters from local derivatives.
 
+  Only the groups with a free column are formed: with a fixed identity the
+  shape and reflectance blocks would be most of the work, then dropped.
+
   Args:
     local: dict of per-row derivatives: 'vertex' (N, R, 3) w.r.t. the row's
       vertex position, optional 'albedo' (N, R, 3) and 'normal' (N, R, 3),
       'rotation', 'translation' (N, R, 3), optional 'sh' (N, R, 27).
     bases: {'shape', 'expression', 'reflectance'}: (K, N, 3) the model's
       bases at the rows' vertices (reflectance only with 'albedo'); with
-      'normal', also 'shape_normals', 'expression_normals': (K, N, 3) the
-      rows' normal derivatives along each mode.
+      'normal', also '<group>_normals' (K, N, 3): the rows' normal
+      derivatives along each free geometry group's modes.
     scale: (size,) the raw -> params scale.
     layout: of the raw vector.
-    columns: the free columns (static).
+    columns: the free columns (static, ascending).
 
   Returns:
     (N * R, len(columns)).
@@ -147,30 +150,35 @@ def _with_coefficients(local, bases, scale, layout, columns):
     return block
 
   blocks = {
-      'shape': geometry('shape'),
-      'expression': geometry('expression'),
-      'reflectance': (jnp.einsum('nrj,knj->nrk', local['albedo'],
-                                 bases['reflectance'])
-                      if 'albedo' in local else zeros(layout.num_reflectance)),
-      'rotation': local['rotation'],
-      'translation': local['translation'],
-      'sh_base': local['sh'] if 'sh' in local else zeros(layout_lib.NUM_SH),
+      'shape': lambda: geometry('shape'),
+      'expression': lambda: geometry('expression'),
+      'reflectance': lambda: (
+          jnp.einsum('nrj,knj->nrk', local['albedo'], bases['reflectance'])
+          if 'albedo' in local else zeros(layout.num_reflectance)),
+      'rotation': lambda: local['rotation'],
+      'translation': lambda: local['translation'],
+      'sh_base': lambda: local['sh'] if 'sh' in local else zeros(
+          layout_lib.NUM_SH),
   }
-  full = jnp.concatenate([blocks[name] for name in BASE_GROUPS], -1)
-  base_scale = scale[:layout.base_size]
-  return (full * base_scale).reshape(-1, layout.base_size)[:, columns]
+  spans = {name: np.arange(*layout.offsets[name]) for name in BASE_GROUPS}
+  kept = [name for name in BASE_GROUPS if np.isin(spans[name], columns).any()]
+  positions = np.concatenate([spans[name] for name in kept])
+  full = jnp.concatenate([blocks[name]() for name in kept], -1)
+  full = (full * scale[positions]).reshape(-1, len(positions))
+  return full[:, np.searchsorted(positions, columns)]
 
 
-def normal_derivatives(model: fm.FaceModel, vertices: jax.Array):
-  """{'shape', 'expression'}: (K, N, 3) the derivative of every unit vertex
-  normal along each mode at `vertices` (N, 3), mm (one linearisation of
-  `mesh.vertex_normals`, pushed along the modes in batches that bound the
-  per-triangle temporaries)."""
+def normal_derivatives(model: fm.FaceModel, vertices: jax.Array,
+                       groups: Sequence[str] = ('shape', 'expression')):
+  """{group: (K, N, 3)} the derivative of every unit vertex normal along
+  each mode of `groups` ('shape', 'expression') at `vertices` (N, 3), mm
+  (one linearisation of `mesh.vertex_normals`, pushed along the modes in
+  batches that bound the per-triangle temporaries)."""
   _, push = jax.linearize(lambda v: mesh.vertex_normals(v, model.triangles),
                           vertices)
   return {name: jax.lax.map(push, getattr(model, f'{name}_basis'),
                             batch_size=16)
-          for name in ('shape', 'expression')}
+          for name in groups}
 
 
 class Rows(NamedTuple):
@@ -242,8 +250,9 @@ def rows(model: fm.FaceModel, intrinsics: camera.Intrinsics,
     columns: free columns (static).
     irls_epsilon: floor of ||d_i|| in the IRLS weights.
     sample_size: photometric vertices (static).
-    mode_normals: `normal_derivatives` at a recent estimate, or None to
-      compute them at `raw`.
+    mode_normals: `normal_derivatives` at a recent estimate, of at least
+      the geometry groups with free columns, or None to compute them all at
+      `raw`.
   """
   params = scaling.params(layout, raw)
   surface, _ = levels.surfaces(model, params)
@@ -289,8 +298,8 @@ def rows(model: fm.FaceModel, intrinsics: camera.Intrinsics,
        'sh': derivatives[5].reshape(photo_residual.shape + (-1,))},
       dict({name: getattr(model, f'{name}_basis')[:, chosen]
             for name in ('shape', 'expression', 'reflectance')},
-           shape_normals=mode_normals['shape'],
-           expression_normals=mode_normals['expression']),
+           **{f'{name}_normals': value
+              for name, value in mode_normals.items()}),
       scaling.scale, layout, columns)
 
   indices = levels.landmark_vertex_indices(model, points, problem.landmarks,
