@@ -50,6 +50,13 @@ landmarks projected into the render, normalised by sqrt(w h) of their box.
     'fran_units_check', measured on every run); as centimetres or
     millimetres it would be 10 or 1000 times too small.
 
+Identities (set 'identity'): the video path's identity from several views
+of one person. Under each light and background, the renders at
+`IDENTITY_YAWS` are reconstructed one by one and their identities joined
+by `video_tracking.shared_identity` (what `mofa reconstruct` does with a
+clip's chosen frames); the joined identity and each view's own are scored
+without expression (final level, expression 0), beside the mean face.
+
 Photos (`real_photos`): 68-point NME over sqrt(w h) of the truth's box
 for the detector, the mean face at the fitted pose, and the base and final
 levels' projected landmark vertices, per |yaw| bin.
@@ -79,10 +86,12 @@ from mofa_ml import compilation_cache
 from mofa_ml import image_io
 from mofa_ml.data import detection
 from mofa_ml.facemodel import face_model as fm
+from mofa_ml.facemodel import levels
 from mofa_ml.facemodel import landmarks as lm
 from mofa_ml.fitting import fit
 from mofa_ml.learning import regressor as regressor_lib
 from mofa_ml.reconstruction import reconstructor as reconstructor_lib
+from mofa_ml.reconstruction import video_tracking
 
 from experiments import real_photos
 from experiments import real_report
@@ -105,7 +114,8 @@ def _define_flags():
   flags.DEFINE_list('backgrounds', list(real_scans.BACKGROUNDS),
                     'Render backgrounds.')
   flags.DEFINE_list('sets', ['fran', 'flamefit', 'aflw2000', '300w',
-                             'bundled', 'video'], 'What to run.')
+                             'bundled', 'video', 'identity'],
+                    'What to run.')
   flags.DEFINE_integer('video_frames', 40,
                        'Video: the first this many frames of each clip.')
   flags.DEFINE_integer('limit', None,
@@ -324,6 +334,66 @@ def run_scans(model, reconstructor, landmarker, scans, cache):
   return rows
 
 
+# The views whose identities the 'identity' set joins: a head turning
+# through the range the detector follows.
+IDENTITY_YAWS = (0.0, 30.0, -30.0, 45.0, -45.0)
+
+
+def _neutral_vertices(model, params, geometry_offsets, reflectance_offsets):
+  """(N, 3) the final level's identity alone (expression 0), mm."""
+  params = params._replace(expression=np.zeros_like(params.expression))
+  return np.asarray(levels.surfaces(
+      model, params, geometry_offsets, reflectance_offsets)[1].vertices,
+                    np.float64)
+
+
+def run_identities(model, reconstructor, landmarker, scans, cache):
+  """Rows of the 'identity' set (module docstring): per scan, light and
+  background, each view's identity and the joined one, scored."""
+  if 'identity' not in FLAGS.sets:
+    return []
+  layout = fit.fit_layout(model)
+  rows = []
+  for name, scan in scans.items():
+    crop = scan.vertices[real_scoring.crop_scan(scan.vertices,
+                                                scan.nose_tip)]
+    mean_score = cache.get(f'{name}:mean_face', lambda: _score(
+        model, scan, crop, np.asarray(model.mean_shape, np.float64)))
+    for light in FLAGS.lights:
+      for background in FLAGS.backgrounds:
+
+        def make():
+          faces, single = [], {}
+          for yaw in IDENTITY_YAWS:
+            render = real_scans.render_scan(scan, yaw, light, background)
+            fitted = real_photos.reconstruct_largest(
+                model, reconstructor, landmarker, render.image)
+            if fitted is None:
+              continue
+            face = fitted.face
+            faces.append(face)
+            single[f'{yaw:g}'] = _score(model, scan, crop, _neutral_vertices(
+                model, face.params, face.geometry_offsets,
+                face.reflectance_offsets))
+          if not faces:
+            return {'views': []}
+          vector, geometry, reflectance, kept = (
+              video_tracking.shared_identity(model, layout, faces))
+          joined = _neutral_vertices(model, layout.split(vector), geometry,
+                                     reflectance)
+          return {'views': list(single), 'single_view_mm': single,
+                  'joined_mm': _score(model, scan, crop, joined),
+                  'joined_views': [v for v, k in zip(single, kept) if k]}
+
+        key = f'identity:{name}:{light}:{background}'
+        row = dict(cache.get(key, make), scan=name, light=light,
+                   background=background, mean_face_mm=mean_score)
+        rows.append(row)
+        _log(f'{key}: ' + json.dumps({k: row.get(k) for k in (
+            'joined_mm', 'single_view_mm')}))
+  return rows
+
+
 def run_photos(model, reconstructor, landmarker, cache):
   reference = np.asarray(model.mean_shape, np.float64)[
       np.asarray(model.landmark_vertices)]
@@ -374,7 +444,9 @@ def main(argv):
   reconstructor.rig = None  # animation outputs only (module docstring)
   landmarker = detection.FaceLandmarker()
   cache = _Cache(FLAGS.cache)
-  scan_names = [s for s in FLAGS.sets if s in ('fran', 'flamefit')]
+  # The 'identity' set renders both scans whichever scan sets are run.
+  scan_names = [s for s in ('fran', 'flamefit')
+                if s in FLAGS.sets or 'identity' in FLAGS.sets]
   scans, facts = prepare_scans(model, landmarker, FLAGS.data, scan_names)
   _log(f'scans ready: {json.dumps(facts)}')
   results = {
@@ -393,8 +465,11 @@ def main(argv):
                                      'ambient': a} for name, (d, s, a) in
                               real_scans.LIGHTS.items()}},
       **facts,
-      'scan_renders': run_scans(model, reconstructor, landmarker, scans,
+      'scan_renders': run_scans(model, reconstructor, landmarker, {
+          name: scan for name, scan in scans.items() if name in FLAGS.sets},
                                 cache),
+      'identities': run_identities(model, reconstructor, landmarker, scans,
+                                   cache),
       'photos': run_photos(model, reconstructor, landmarker, cache),
       'videos': run_videos(model, reconstructor, landmarker, cache),
   }

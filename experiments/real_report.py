@@ -71,6 +71,23 @@ def _photo_group(rows: List[Dict]) -> Dict:
           'appearance': _appearance(found)}
 
 
+def _identity_group(rows: List[Dict]) -> Dict:
+  """One scan's 'identity' rows: mean mm of each view's identity (per yaw
+  and over all views) and of the joined one, over the conditions."""
+  rows = [r for r in rows if r.get('views')]
+  views = list(dict.fromkeys(v for r in rows for v in r['views']))
+  return {
+      'conditions': len(rows),
+      'mean_face_mm': rows[0]['mean_face_mm']['mean_mm'] if rows else None,
+      'single_view_mm': {v: _mean([r['single_view_mm'].get(v, {}).get(
+          'mean_mm') for r in rows]) for v in views},
+      'single_views_mm': _mean([x['mean_mm'] for r in rows
+                                for x in r['single_view_mm'].values()]),
+      'joined_mm': _mean([r['joined_mm']['mean_mm'] for r in rows]),
+      'joined_median_mm': _mean([r['joined_mm']['median_mm'] for r in rows]),
+  }
+
+
 def _grouped(rows, key, summarise):
   groups = collections.OrderedDict()
   for row in rows:
@@ -97,6 +114,8 @@ def summarise(results: Dict) -> Dict:
       'photos_all_by_yaw': _grouped(
           sorted(photos, key=lambda r: r['yaw_bin']),
           lambda r: f'all {r["yaw_bin"]}', _photo_group),
+      'identity': _grouped(results.get('identities', []),
+                           lambda r: r['scan'], _identity_group),
       'seconds_per_reconstruction': {
           'mean': _mean(seconds),
           'median': float(np.median(seconds)) if seconds else None,
@@ -123,6 +142,22 @@ def _scan_table(groups: Dict, title: str) -> List[str]:
   return lines
 
 
+def _identity_table(groups: Dict) -> List[str]:
+  """The 'identity' set: scan-to-mesh mean mm without expression."""
+  views = list(dict.fromkeys(v for g in groups.values()
+                             for v in g['single_view_mm']))
+  lines = ['| scan | conditions | mean face | ' + ' | '.join(
+      f'view {v} alone' for v in views) + ' | views alone (mean) | joined '
+           '(mean / median) |', '|---' * (len(views) + 5) + '|']
+  for name, g in groups.items():
+    lines.append(
+        f'| {name} | {g["conditions"]} | {_f(g["mean_face_mm"], 2)} | ' +
+        ' | '.join(_f(g['single_view_mm'].get(v), 2) for v in views) +
+        f' | {_f(g["single_views_mm"], 2)} | {_f(g["joined_mm"], 2)} / '
+        f'{_f(g["joined_median_mm"], 2)} |')
+  return lines
+
+
 def _photo_table(groups: Dict) -> List[str]:
   lines = ['| set, abs(yaw) | photos | not found | NME detector | '
            'NME mean face at fitted pose | NME base | NME final | s / face |',
@@ -134,6 +169,12 @@ def _photo_table(groups: Dict) -> List[str]:
   return lines
 
 
+_IDENTITY_NOTE = (
+    'The video path\'s identity (`video_tracking.shared_identity`: the '
+    'robust mean of photo fits) from renders of a scan at several yaws, '
+    'against each view\'s own identity; final level without expression '
+    '(expression 0), scan-to-mesh mean mm, means over the lights and '
+    'backgrounds.')
 _APPEARANCE_NOTE = (
     'Appearance, final level unless marked (RGB, [0, 1] units). Albedo '
     "MAE: the fitted reflectance against the scan's true albedo at the "
@@ -320,6 +361,9 @@ def markdown(results: Dict) -> str:
   lines += _scan_table(summary['scan_by_yaw'], 'scan, yaw') + ['']
   lines += _scan_table(summary['scan_by_condition'],
                        'scan, light/background') + ['']
+  if summary.get('identity'):
+    lines += ['### One identity from several views', '', _IDENTITY_NOTE,
+              ''] + _identity_table(summary['identity']) + ['']
   lines += ['### Appearance', '', _APPEARANCE_NOTE, '']
   lines += _scan_appearance_table(summary['scan_all'],
                                   'scan (all renders)') + ['']

@@ -294,6 +294,25 @@ def test_report_summarises_and_tabulates_rows():
   assert '| aflw2000 30-60 | 1 | 0 | 0.030 |' in text
 
 
+def test_report_tabulates_identities_beside_the_mean_face():
+  from experiments import real_report  # pylint: disable=g-import-not-at-top
+  mm = lambda x: {'mean_mm': x, 'median_mm': x - 0.25}
+  row = lambda views, joined: {
+      'scan': 'fran', 'light': 'side', 'background': 'grey',
+      'mean_face_mm': mm(2.5), 'views': list(views),
+      'single_view_mm': {v: mm(x) for v, x in views.items()},
+      'joined_mm': mm(joined)}
+  results = {'scan_renders': [], 'photos': [], 'identities': [
+      row({'0': 2.0, '30': 1.5}, 1.25), row({'0': 1.0}, 1.75),
+      {'scan': 'fran', 'views': [], 'mean_face_mm': mm(2.5)}]}
+  group = real_report.summarise(results)['identity']['fran']
+  assert group['conditions'] == 2
+  assert group['single_view_mm'] == {'0': 1.5, '30': 1.5}
+  assert group['single_views_mm'] == 1.5 and group['joined_mm'] == 1.5
+  lines = real_report._identity_table({'fran': group})
+  assert lines[2] == '| fran | 2 | 2.50 | 1.50 | 1.50 | 1.50 | 1.50 / 1.25 |'
+
+
 def _sheet_albedo(vertices):
   """(V, 3) a smooth skin-like albedo pattern over the sheet, in (0, 1)."""
   x, y = vertices[:, 0] / 50, vertices[:, 1] / 60
