@@ -53,11 +53,8 @@ IDENTITY_FRAMES = tracking.IDENTITY_FRAMES
 # moves; in the full iterations the landmarks' noise weight shrinks exactly
 # then, and the fit would stop following them. With the identity fixed the
 # final phase would fit the final light alone: it is skipped (the base
-# light lights both levels), which changed no landmark, vertex or ARKit
-# number of the clip benchmark and took a quarter of a frame's time. Two
-# full iterations follow the face as well as four on the benchmark's clips
-# (landmark distance, vertex and ARKit jitter within 5%) in 0.11 s
-# instead of 0.16 s.
+# light lights both levels; no clip benchmark number changed). Two full
+# iterations follow the clips as well as four (within 5%) in 0.11 s, not 0.16.
 FRAME_CONFIG = fit.FitConfig(
     base_steps=2, final_steps=0, fixed_identity=True,
     prediction_stages=(fit.ContinuationStage('landmarks', prior_scale=1.0,
