@@ -28,9 +28,9 @@ from mofa_ml.rendering import viz
 TEXTURE_SIZE = 1024
 OVERLAY_RENDER_SIDE = 640
 # The overlays' square canvases (one compiled renderer each): a region is
-# drawn on the smallest that holds it. Rasterizing costs more than its
-# pixels (0.07 s at 640, 0.011 s at 320): a 720p video frame's face region
-# (about 430 px) on the 480 canvas costs half the 640's.
+# drawn on the smallest that holds it. Rasterizing grows faster than the
+# pixels (a face: 6 ms at 320, 30 at 480, 56 at 640): a 720p video
+# frame's face region (about 430 px) is drawn on the 480 canvas.
 OVERLAY_CANVAS_SIDES = tuple(OVERLAY_RENDER_SIDE * k // 4 for k in range(1, 5))
 # What `face_files` writes.
 FACE_FILES = ('mesh_base.ply', 'mesh_base.obj', 'mesh_final.ply',
