@@ -84,6 +84,18 @@ def assert_one_line_failure(result: Result, *expected: str):
   return text
 
 
+# The program starts as from a terminal: SIGINT unblocked and raising
+# KeyboardInterrupt, whatever the test process's own state (a blocked or
+# ignored SIGINT is inherited by a child, and Python then installs no
+# handler).
+_WITH_DEFAULT_SIGINT = (
+    'import runpy, signal, sys\n'
+    'signal.pthread_sigmask(signal.SIG_UNBLOCK, [signal.SIGINT])\n'
+    'signal.signal(signal.SIGINT, signal.default_int_handler)\n'
+    "sys.argv = ['mofa'] + sys.argv[1:]\n"
+    "runpy.run_module('mofa_ml.cli', run_name='__main__')\n")
+
+
 def interrupted(*args: str, after: str, delay: float = 0.0,
                 timeout: float = 300.0) -> Result:
   """`mofa *args` as a program of its own, sent Ctrl-C (SIGINT to its
@@ -93,7 +105,8 @@ def interrupted(*args: str, after: str, delay: float = 0.0,
   name a module the command imports; those lines are dropped from the
   result."""
   process = subprocess.Popen(
-      [sys.executable, '-m', 'mofa_ml.cli', *args], stdout=subprocess.PIPE,
+      [sys.executable, '-c', _WITH_DEFAULT_SIGINT, *args],
+      stdout=subprocess.PIPE,
       stderr=subprocess.PIPE, start_new_session=True,
       env=dict(os.environ, PYTHONPROFILEIMPORTTIME='1'))
   err, deadline = b'', time.monotonic() + timeout
