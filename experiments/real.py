@@ -271,6 +271,13 @@ def prepare_scans(model, landmarker, data, names):
   return scans, facts
 
 
+def _mean_face_score(model, name, scan, crop, cache):
+  """The mean face's distance summary against a scan's `crop` (the same
+  for every render: it does not see the image)."""
+  return cache.get(f'{name}:mean_face', lambda: _score(
+      model, scan, crop, np.asarray(model.mean_shape, np.float64)))
+
+
 def run_scans(model, reconstructor, landmarker, scans, cache):
   rows = []
   triangles = np.asarray(model.triangles)
@@ -278,8 +285,7 @@ def run_scans(model, reconstructor, landmarker, scans, cache):
     inside = real_scoring.crop_scan(scan.vertices, scan.nose_tip)
     crop = scan.vertices[inside]
     crop_albedo = real_scans.vertex_albedo(scan)[inside]
-    mean_score = cache.get(f'{name}:mean_face', lambda: _score(
-        model, scan, crop, np.asarray(model.mean_shape, np.float64)))
+    mean_score = _mean_face_score(model, name, scan, crop, cache)
 
     def scored(vertices, reflectance):
       """(distance summary, `albedo_errors`): one alignment for both."""
@@ -357,8 +363,7 @@ def run_identities(model, reconstructor, landmarker, scans, cache):
   for name, scan in scans.items():
     crop = scan.vertices[real_scoring.crop_scan(scan.vertices,
                                                 scan.nose_tip)]
-    mean_score = cache.get(f'{name}:mean_face', lambda: _score(
-        model, scan, crop, np.asarray(model.mean_shape, np.float64)))
+    mean_score = _mean_face_score(model, name, scan, crop, cache)
     for light in FLAGS.lights:
       for background in FLAGS.backgrounds:
 
