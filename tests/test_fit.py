@@ -292,3 +292,26 @@ def test_a_fit_from_a_poor_prediction_reaches_the_landmarks(ict_model):
   assert float(result.end['landmark_error_px']) < 1.5
   assert _geometry_mm(ict_model, result.params,
                       jnp.asarray(face['vertices'])) < 1.5
+
+
+def test_a_fit_without_its_terms_fits_the_same_face(ict_model):
+  # Video frames skip the two evaluations of the final loss: the fitted
+  # parameters must not change with them.
+  face, truth, intrinsics = _one_face(ict_model, STEP_B)
+  moved = truth._replace(
+      expression=jnp.zeros_like(truth.expression),
+      rotation=truth.rotation + jnp.asarray([0.0, 0.1, 0.0]))
+  zeros = jnp.zeros((ict_model.num_vertices, 3))
+  config = fit.FitConfig(base_steps=1, final_steps=0, fixed_identity=True,
+                         prediction_stages=())
+  results = [fit.fit_face(
+      ict_model, intrinsics, jnp.asarray(face['image']),
+      jnp.asarray(face['landmarks']),
+      jnp.asarray(face['landmark_confidence']),
+      dataclasses.replace(config, report_terms=report),
+      network.Prediction(moved, zeros, zeros)) for report in (True, False)]
+  assert results[0].end['landmark_error_px'] < results[0].start[
+      'landmark_error_px']
+  assert results[1].start == {} and results[1].end == {}
+  for with_terms, without in zip(results[0].params, results[1].params):
+    np.testing.assert_allclose(with_terms, without, atol=1e-5)

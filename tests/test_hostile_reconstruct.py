@@ -174,13 +174,13 @@ def _quick_video(ict_model, tmp_path, monkeypatch):
   offsets = np.zeros((ict_model.num_vertices, 3), np.float32)
   fitted = []
 
-  def track(model, frames, landmarker, progress, is_face):
-    del model, landmarker, progress, is_face
+  def track(model, frames, landmarker, progress, face_mesh):
+    del model, landmarker, progress, face_mesh
     count = len([index for index, _ in frames])
     return video_tracking.Track(np.arange(count), np.ones(count, bool),
                                 np.tile(marks, (count, 1, 1)),
                                 np.ones((count, 68)), np.zeros(count),
-                                np.ones(count))
+                                np.ones(count), (None,) * count)
 
   def fit_frame(*args):
     fitted.append(args[2])
@@ -192,9 +192,9 @@ def _quick_video(ict_model, tmp_path, monkeypatch):
   monkeypatch.setattr(video_lib, '_fit_frame', fit_frame)
   monkeypatch.setattr(face_model, 'load_face_model', lambda spec: ict_model)
   stand_in = types.SimpleNamespace(
-      model=ict_model, rig=None, reconstruct_face=lambda *args: None,
+      model=ict_model, rig=None, reconstruct_face=lambda *args, **kwargs: None,
       intrinsics=camera.default_intrinsics(crop.CROP_SIZE),
-      fit_config=video_lib.FRAME_CONFIG, is_face=lambda *args: True,
+      fit_config=video_lib.FRAME_CONFIG, face_mesh=lambda *args: None,
       texture_map=test_video.small_texture_map(ict_model))
   monkeypatch.setattr(reconstructor_lib, 'Reconstructor',
                       lambda *args: stand_in)

@@ -14,6 +14,7 @@ import pytest
 
 from mofa_ml import image_io
 from mofa_ml import samples
+from mofa_ml.data import dense_landmarks
 from mofa_ml.data import detection
 from mofa_ml.data import synthetic
 from mofa_ml.export import meshes
@@ -352,6 +353,42 @@ def test_video_shares_identity_smooths_and_writes_an_overlay_video(tmp_path):
   assert int(capture.get(cv2.CAP_PROP_FRAME_COUNT)) == 8
   ok, frame = capture.read()
   assert ok and frame.shape[:2] == takeo.shape[:2]
+
+
+def test_the_face_mesh_checks_followed_faces_and_is_kept_for_the_fits(
+    ict_model):
+  # Frame k is filled with 100 + k; the face-mesh network sees no face in
+  # frame 1, so its followed face is refused and the detector asked.
+  frames = [(k, np.full((64, 64, 3), 100 + k, np.uint8)) for k in range(3)]
+  marks = np.stack(np.meshgrid(np.linspace(16, 48, 9), np.linspace(
+      16, 48, 8)), -1).reshape(-1, 2)[:lm.NUM_LANDMARKS]
+  calls = []
+
+  class Landmarker:
+
+    def detect(self, frame):
+      calls.append(('detect', int(frame[0, 0, 0]) - 100))
+      return [_detection(marks)]
+
+    def follow(self, frame, previous):
+      calls.append(('follow', int(frame[0, 0, 0]) - 100))
+      return _detection(previous)
+
+  def face_mesh(frame, landmarks):
+    del landmarks
+    k = int(frame[0, 0, 0]) - 100
+    return dense_landmarks.DenseLandmarks(
+        np.full((dense_landmarks.NUM_POINTS, 2), k, np.float32),
+        np.zeros(dense_landmarks.NUM_POINTS, np.float32),
+        0.1 if k == 1 else 0.9, None)
+
+  track = video_tracking.track_faces(ict_model, frames, Landmarker(),
+                                     face_mesh=face_mesh)
+  assert calls == [('detect', 0), ('follow', 1), ('detect', 1),
+                   ('follow', 2)]
+  assert track.found.all()
+  assert [found.points[0, 0] for found in track.face_mesh] == [0, 1, 2]
+  assert [found.shows_face for found in track.face_mesh] == [True, False, True]
 
 
 def test_following_finds_the_detectors_points_and_refuses_big_jumps():

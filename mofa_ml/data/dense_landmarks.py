@@ -40,6 +40,9 @@ LEFT_EYE_CORNER = 263
 MESH_ROI_SCALE = 1.5
 IBUG_ROI_SCALE = 1.6
 IBUG_ROI_SHIFT = 0.1
+# The face-presence probability below which the network sees no face and
+# its points are not used (its own threshold in MediaPipe).
+MIN_PRESENCE = 0.5
 
 
 class Roi(NamedTuple):
@@ -85,6 +88,10 @@ class DenseLandmarks(NamedTuple):
   depth: np.ndarray
   presence: float
   roi: Roi
+
+  @property
+  def shows_face(self) -> bool:
+    return self.presence >= MIN_PRESENCE
 
 
 def _check_points(points: np.ndarray, count: int, name: str) -> np.ndarray:

@@ -157,6 +157,9 @@ class FitConfig:
   # white light, the geometry no worse, the overlays closer to the photos.
   light_colour_prior: float = 1.0
   reflectance_bound: float = 10.0
+  # The objective's terms at the start and the end (`FitResult`); two
+  # evaluations of the final loss, a quarter of a video frame's fit.
+  report_terms: bool = True
 
   def __post_init__(self):
     if self.base_solver not in BASE_STEPS:
@@ -215,8 +218,10 @@ class FitResult(NamedTuple):
     params: FaceParams (no corrective coefficients: C = 0).
     geometry_offsets: (N, 3) mm.
     reflectance_offsets: (N, 3).
-    start: objective terms at the initial estimate (final-level loss).
-    end: objective terms at the result (final-level loss).
+    start: objective terms at the initial estimate (final-level loss);
+      empty without `FitConfig.report_terms`.
+    end: objective terms at the result (final-level loss); empty without
+      `report_terms`.
   """
   params: layout_lib.FaceParams
   geometry_offsets: jax.Array
@@ -271,10 +276,16 @@ def _fit(model: fm.FaceModel, scaling: layout_lib.ParameterScaling,
                                scaling, problem, config.light_colour_prior,
                                config.reflectance_bound)
   variables = _start(setting, initial)
+
+  def terms(params, geometry, reflectance):
+    if not config.report_terms:
+      return {}
+    return adam_phase.terms(setting, config.final_loss, params, geometry,
+                            reflectance)
+
   raw, geometry, reflectance = variables
-  start_terms = adam_phase.terms(setting, config.final_loss,
-                                 scaling.params(setting.layout, raw),
-                                 geometry, reflectance)
+  start_terms = terms(scaling.params(setting.layout, raw), geometry,
+                      reflectance)
   if config.base_solver == 'gauss_newton':
     variables = _levenberg_marquardt_base(setting, config, variables,
                                           from_mean=initial is None)
@@ -285,8 +296,7 @@ def _fit(model: fm.FaceModel, scaling: layout_lib.ParameterScaling,
   return FitResult(
       params=params, geometry_offsets=geometry,
       reflectance_offsets=reflectance, start=start_terms,
-      end=adam_phase.terms(setting, config.final_loss, params, geometry,
-                           reflectance))
+      end=terms(params, geometry, reflectance))
 
 
 def _start(setting: adam_phase.Setting,

@@ -1,9 +1,10 @@
 """Photos and videos -> 3D face reconstructions and their files.
 
 Each face is reconstructed by `reconstructor.Reconstructor`, each video by
-`video`. `reconstruct_inputs` is the loop of `mofa reconstruct`: it resolves inputs, checks each result folder before
-the work, reconstructs photos and videos, writes each folder whole (never a
-half one) and reports every success or failure through callbacks.
+`video`. `reconstruct_inputs` is the loop of `mofa reconstruct`: it
+resolves inputs, checks each result folder before the work, reconstructs
+photos and videos, writes each folder whole (never a half one) and reports
+every success or failure through callbacks.
 """
 
 import collections

@@ -32,9 +32,6 @@ from mofa_ml.learning import regressor as regressor_lib
 from mofa_ml.rendering import camera
 
 
-# The dense landmark network's face-presence probability below which its
-# points are not used (its own threshold in MediaPipe).
-MIN_DENSE_PRESENCE = 0.5
 # Beyond this disagreement between the two landmark detectors
 # (`dense_registration.detector_disagreement`, face-box units) a fit's
 # identity and expression are not trusted and the geometry falls back to
@@ -92,18 +89,28 @@ class Reconstructor:
               np.asarray(model.triangles)[registration.triangles], jnp.int32),
           barycentrics=jnp.asarray(registration.barycentrics))
 
+  def face_mesh(self, photo: np.ndarray, landmarks: np.ndarray
+                ) -> Optional[dense_lib.DenseLandmarks]:
+    """The face-mesh network's points for the face with these (68, 2)
+    landmarks; None without the network (no dense term)."""
+    if self.dense_landmarker is None:
+      return None
+    return self.dense_landmarker(photo, landmarks)
+
   def dense_targets(self, photo: np.ndarray, landmarks: np.ndarray,
-                    transform: np.ndarray
+                    transform: np.ndarray,
+                    found: Optional[dense_lib.DenseLandmarks] = None
                     ) -> Tuple[Optional[least_squares.DenseTargets],
                                Optional[float]]:
     """The dense landmarks of the face with these (68, 2) landmarks, in the
     crop of `transform`, and their `detector_disagreement` with the
-    landmarks; (None, None) without the detector or where it sees no
-    face."""
+    landmarks; (None, None) without the network or where it sees no face.
+    `found`: its `face_mesh` if already run (a video's tracking pass)."""
     if self.dense_landmarker is None:
       return None, None
-    found = self.dense_landmarker(photo, landmarks)
-    if found.presence < MIN_DENSE_PRESENCE:
+    if found is None:
+      found = self.face_mesh(photo, landmarks)
+    if not found.shows_face:
       return None, None
     return self.dense_embedding._replace(points=jnp.asarray(
         crop.apply_transform(transform, found.points), jnp.float32)), (
@@ -114,18 +121,21 @@ class Reconstructor:
     """Whether the face-mesh network sees a face at these (68, 2) detected
     landmarks (the detector's false positives: a car seat, a pattern); True
     without it."""
-    return (self.dense_landmarker is None or self.dense_landmarker(
-        photo, landmarks).presence >= MIN_DENSE_PRESENCE)
+    found = self.face_mesh(photo, landmarks)
+    return found is None or found.shows_face
 
   def reconstruct_face(self, photo: np.ndarray, landmarks: np.ndarray,
-                       confidence: np.ndarray) -> outputs.Reconstruction:
-    """Reconstructs the face with these (68, 2) landmarks in a uint8 photo.
+                       confidence: np.ndarray, blendshapes: bool = True
+                       ) -> outputs.Reconstruction:
+    """Reconstructs the face with these (68, 2) landmarks in a uint8 photo;
+    `blendshapes`: with the refined ARKit weights of the animation files
+    (a video's identity frames need none).
     """
     start = time.perf_counter()
     transform = crop.crop_transform(landmarks)
     crop_image = crop.warp_crop(photo, transform).astype(np.float32) / 255.0
     crop_marks = crop.apply_transform(transform, landmarks).astype(np.float32)
-    initial, blendshapes, fallback = None, None, None
+    initial, weights, fallback = None, None, None
     if self.regressor is not None:
       prediction = self.regressor.predict(jnp.asarray(crop_image[None]))
       initial = jax.tree_util.tree_map(lambda x: x[0], prediction)
@@ -150,12 +160,12 @@ class Reconstructor:
                     f'{MAX_DETECTOR_DISAGREEMENT})')
         face = _mean_geometry(*face)
         terms = None
-      elif self.rig is not None:
+      elif self.rig is not None and blendshapes:
         # For the animation outputs only: the meshes and pictures keep the
         # fit, which explains the photo better (docs/results.md).
         refined = self._refine_expression(result, crop_image, crop_marks,
                                           confidence)
-        blendshapes = animation.BlendshapeFace(
+        weights = animation.BlendshapeFace(
             weights=np.asarray(refined.weights, np.float64),
             residual_mm=float(refined.change_mm),
             shape=np.asarray(refined.params.shape))
@@ -184,7 +194,7 @@ class Reconstructor:
     return outputs.Reconstruction(
         params, np.asarray(geometry), np.asarray(reflectance), transform,
         np.asarray(landmarks, np.float32), np.asarray(confidence, np.float32),
-        metrics, time.perf_counter() - start, blendshapes, fallback)
+        metrics, time.perf_counter() - start, weights, fallback)
 
   def _refine_expression(self, result: fit.FitResult, crop_image, crop_marks,
                          confidence) -> blendshape_fit.Refined:

@@ -56,7 +56,7 @@ IDENTITY_FRAMES = tracking.IDENTITY_FRAMES
 # light lights both levels; no clip benchmark number changed). Two full
 # iterations follow the clips as well as four (within 5%) in 0.11 s, not 0.16.
 FRAME_CONFIG = fit.FitConfig(
-    base_steps=2, final_steps=0, fixed_identity=True,
+    base_steps=2, final_steps=0, fixed_identity=True, report_terms=False,
     prediction_stages=(fit.ContinuationStage('landmarks', prior_scale=1.0,
                                              iterations=2),))
 
@@ -159,13 +159,13 @@ def smooth_vectors(vectors: np.ndarray, layout: layout_lib.ParameterLayout,
   return smoothed
 
 
-def _fit_frame(reconstructor, frame_config, frame, marks, confidence,
+def _fit_frame(reconstructor, frame_config, frame, marks, confidence, mesh,
                photo_camera, identity, previous):
   """One frame of the second pass.
 
   Args:
     frame: (H, W, 3) uint8; marks: (68, 2) its tracked landmarks, photo
-      pixels; confidence: (68,).
+      pixels; confidence: (68,); mesh: their `Track.face_mesh`.
     identity: (size,) vector (expression 0), (N, 3) geometry and
       reflectance offsets.
     previous: the last kept (size,) vector, or None: start from the
@@ -182,7 +182,7 @@ def _fit_frame(reconstructor, frame_config, frame, marks, confidence,
   crop_marks = jnp.asarray(crop.apply_transform(transform, marks),
                            jnp.float32)
   crop_camera = camera.crop_intrinsics(photo_camera, transform)
-  dense, _ = reconstructor.dense_targets(frame, marks, transform)
+  dense, _ = reconstructor.dense_targets(frame, marks, transform, mesh)
 
   def fit_from(start: np.ndarray):
     start = network.Prediction(layout.split(jnp.asarray(start, jnp.float32)),
@@ -243,14 +243,15 @@ def reconstruct_video(reconstructor, path: str, landmarker,
   model = reconstructor.model
   frames = lambda: read_video_frames(path, frame_step, stop)
   track = tracking.track_faces(model, frames(), landmarker, progress,
-                               reconstructor.is_face)
+                               reconstructor.face_mesh)
   if not track.found.any():
     raise ValueError(f'{path}: no face found in any sampled frame')
   layout = fit.fit_layout(model)
   chosen = tracking.choose_identity_frames(
       track.yaw_degrees, track.sharpness, identity_frames)
   faces = [reconstructor.reconstruct_face(frame, track.landmarks[k],
-                                          track.confidence[k])
+                                          track.confidence[k],
+                                          blendshapes=False)
            for k, (_, frame) in enumerate(frames()) if k in chosen]
   identity = tracking.shared_identity(model, layout, faces)[:3]
   first = int(np.argmax(track.found))
@@ -265,8 +266,8 @@ def reconstruct_video(reconstructor, path: str, landmarker,
     elif k >= first:
       row = _fit_frame(reconstructor, frame_config, frame,
                        track.landmarks[k].astype(np.float64),
-                       jnp.asarray(track.confidence[k]), photo_camera,
-                       identity, previous)
+                       jnp.asarray(track.confidence[k]),
+                       track.face_mesh[k], photo_camera, identity, previous)
       previous = row[0] if not row[3] or previous is None else previous
       rows.append((previous,) + row[1:])
   vectors, agreement, refitted, lost, transforms = map(np.asarray,

@@ -9,7 +9,7 @@ photo fits. `landmark_agreement` measures how far a fit's projected
 landmarks lie from the detected ones.
 """
 
-from typing import Callable, Iterable, List, NamedTuple, Optional
+from typing import Callable, Iterable, List, NamedTuple, Optional, Tuple
 
 import jax
 import jax.numpy as jnp
@@ -17,6 +17,7 @@ import numpy as np
 
 from mofa_ml import metrics
 from mofa_ml.data import crop
+from mofa_ml.data import dense_landmarks as dense_lib
 from mofa_ml.facemodel import face_model as fm
 from mofa_ml.facemodel import layout as layout_lib
 from mofa_ml.facemodel import levels
@@ -80,23 +81,26 @@ class Track(NamedTuple):
   found (T,) bool, landmarks (T, 68, 2) photo pixels, confidence (T, 68),
   yaw_degrees (T,) of the mean face at the landmarks' pose and sharpness
   (T,) the variance of the Laplacian of the grey face crop (NaN, or 0
-  confidence, where no face was found)."""
+  confidence, where no face was found), face_mesh (T,) the face-mesh
+  network's points of each tracked face (None: no face, or no network)."""
   frames: np.ndarray
   found: np.ndarray
   landmarks: np.ndarray
   confidence: np.ndarray
   yaw_degrees: np.ndarray
   sharpness: np.ndarray
+  face_mesh: Tuple[Optional[dense_lib.DenseLandmarks], ...]
 
 
 def track_faces(model: fm.FaceModel, frames: Iterable, landmarker,
                 progress: bool = False,
-                is_face: Optional[Callable] = None) -> Track:
+                face_mesh: Optional[Callable] = None) -> Track:
   """Finds the face in every (index, RGB uint8 frame) of `frames` and
   follows one: detected (`nearest_face`) every `REDETECT_FRAMES` frames or
   where `followed` loses it, followed by the landmark predictor between.
-  `is_face`: (frame, landmarks) -> bool, the face-mesh network's check of
-  followed points."""
+  `face_mesh`: (frame, landmarks) -> the face-mesh network's
+  `DenseLandmarks` or None; followed points where it sees no face are
+  lost, and each tracked face's are kept for the fits."""
   import cv2  # pylint: disable=g-import-not-at-top
   import tqdm  # pylint: disable=g-import-not-at-top
   intrinsics = camera.default_intrinsics(crop.CROP_SIZE)
@@ -104,20 +108,22 @@ def track_faces(model: fm.FaceModel, frames: Iterable, landmarker,
   # taken after a gap); following needs a face in the frame before.
   rows, previous, detected_at, seen = [], None, None, False
   for index, frame in tqdm.tqdm(frames, unit='frame', disable=not progress):
-    face = None
+    face, mesh = None, None
     if seen and index - detected_at < REDETECT_FRAMES:
       face = followed(landmarker, frame, previous)
-      if face is not None and is_face is not None and not is_face(
-          frame, face.landmarks):
-        face = None
+      if face is not None and face_mesh is not None:
+        mesh = face_mesh(frame, face.landmarks)
+        face = face if mesh is None or mesh.shows_face else None
     if face is None:
       faces = landmarker.detect(frame)
       if not faces:
         rows.append((index, False, np.full((68, 2), np.nan), np.zeros(68),
-                     np.nan, np.nan))
+                     np.nan, np.nan, None))
         seen = False
         continue
       face, detected_at = nearest_face(faces, previous), index
+      if face_mesh is not None:
+        mesh = face_mesh(frame, face.landmarks)
     previous, seen = np.asarray(face.landmarks, np.float64), True
     transform = crop.crop_transform(previous)
     rotation, _ = pose_start.landmark_pose(
@@ -127,13 +133,15 @@ def track_faces(model: fm.FaceModel, frames: Iterable, landmarker,
     grey = cv2.cvtColor(crop.warp_crop(frame, transform), cv2.COLOR_RGB2GRAY)
     rows.append((index, True, previous, face.point_confidence,
                  float(np.degrees(rotation[1])),
-                 float(cv2.Laplacian(grey, cv2.CV_64F).var())))
+                 float(cv2.Laplacian(grey, cv2.CV_64F).var()), mesh))
   if not rows:
     raise ValueError('no frames')
-  columns = [np.asarray(column) for column in zip(*rows)]
+  columns = list(zip(*rows))
+  meshes = columns.pop()
+  columns = [np.asarray(column) for column in columns]
   return Track(columns[0], columns[1].astype(bool),
                columns[2].astype(np.float32), columns[3].astype(np.float32),
-               *columns[4:])
+               *columns[4:], meshes)
 
 
 def choose_identity_frames(yaw_degrees: np.ndarray, sharpness: np.ndarray,
