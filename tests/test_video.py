@@ -55,7 +55,8 @@ class FakeLandmarker:
     self.frames = [f.astype(np.float32) for f in frames]
     self.detections = detections
 
-  def detect(self, frame):
+  def detect(self, frame, min_face_px=None):
+    del min_face_px  # every face is found
     k = int(np.argmin([np.abs(frame - f).mean() for f in self.frames]))
     return self.detections[k]
 
@@ -366,7 +367,8 @@ def test_the_face_mesh_checks_followed_faces_and_is_kept_for_the_fits(
 
   class Landmarker:
 
-    def detect(self, frame):
+    def detect(self, frame, min_face_px=None):
+      del min_face_px
       calls.append(('detect', int(frame[0, 0, 0]) - 100))
       return [_detection(marks)]
 
@@ -389,6 +391,23 @@ def test_the_face_mesh_checks_followed_faces_and_is_kept_for_the_fits(
   assert track.found.all()
   assert [found.points[0, 0] for found in track.face_mesh] == [0, 1, 2]
   assert [found.shows_face for found in track.face_mesh] == [True, False, True]
+
+
+def test_a_followed_face_is_redetected_at_its_size_or_looked_for_anew():
+  landmarker = detection.FaceLandmarker()
+  photo = image_io.load_photo(samples.sample_faces()['takeo'].image_path)
+  found = landmarker.detect(photo)[0]
+  size = video_tracking.face_size(found.landmarks)
+  faces = video_tracking.redetected(landmarker, photo, found.landmarks)
+  assert len(faces) == 1
+  assert np.median(np.linalg.norm(faces[0].landmarks - found.landmarks,
+                                  axis=1)) / size < 0.01
+  # No face near the one followed: the caller looks for every face.
+  assert video_tracking.redetected(landmarker, photo,
+                                   found.landmarks + size) == []
+  # A face larger than the photo: it is shrunk no further than to the
+  # window across its short side (where this photo's face is still found).
+  assert len(landmarker.detect(photo, min_face_px=10 * max(photo.shape))) == 1
 
 
 def test_following_finds_the_detectors_points_and_refuses_big_jumps():

@@ -54,6 +54,9 @@ _FLIP_FLOOR = 0.2
 # radius, its side is _BOX_SIDE radii.
 _BOX_OFFSET = (-0.01, -0.168)
 _BOX_SIDE = 2.68
+# The side of dlib's HOG detector window, pixels: the smallest face it
+# finds without upsampling.
+_DETECTOR_WINDOW_PX = 80.0
 
 
 class Detection(NamedTuple):
@@ -151,25 +154,35 @@ class FaceLandmarker:
     return found._replace(box=found.box + np.tile(offset, 2),
                           landmarks=found.landmarks + offset)
 
-  def detect(self, image: np.ndarray) -> List[Detection]:
+  def detect(self, image: np.ndarray, min_face_px: Optional[float] = None
+             ) -> List[Detection]:
     """All faces in a photo, largest first.
 
     Args:
       image: (H, W, 3) uint8, or float in [0, 1].
+      min_face_px: if given, only faces about this wide or wider (box
+        side, pixels) need be found: the detector reads the photo shrunk
+        until they are as small as its window, without upsampling (a 720p
+        frame with a 300 px face: 25 ms instead of 0.36 s).
 
     Returns:
       list of Detection (empty if no face is found).
     """
     image = _as_uint8(image)
     scale = min(1.0, self.max_side / max(image.shape[:2]))
+    upsample = self.upsample
+    if min_face_px is not None and min_face_px > 0:
+      # Never below the window across the photo's short side.
+      shrink = _DETECTOR_WINDOW_PX / min(min_face_px, min(image.shape[:2]))
+      if shrink <= scale:
+        scale, upsample = shrink, 0
     small = image
     if scale < 1.0:
       import cv2  # pylint: disable=g-import-not-at-top
       small = cv2.resize(image, (round(image.shape[1] * scale),
                                  round(image.shape[0] * scale)),
                          interpolation=cv2.INTER_AREA)
-    boxes, scores, _ = self._detector.run(small, self.upsample,
-                                          self.threshold)
+    boxes, scores, _ = self._detector.run(small, upsample, self.threshold)
     detections = []
     for box, score in zip(boxes, scores):
       full = np.array([box.left(), box.top(), box.right(), box.bottom()],
