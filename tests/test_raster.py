@@ -7,6 +7,7 @@ import numpy as np
 from mofa_ml.rendering import camera
 from mofa_ml.rendering import mesh
 from mofa_ml.rendering import raster
+from mofa_ml.rendering import viz
 
 
 def screen_of(points, intrinsics):
@@ -149,3 +150,38 @@ def test_vertex_visibility_hides_the_far_side_of_a_sphere():
   # Off-image vertices are never visible.
   shifted = screen.at[:, 0].add(1000.0)
   assert float(raster.vertex_visibility(shifted, fragments).max()) == 0.0
+
+
+def test_a_picture_drawn_in_tiles_is_the_picture_drawn_whole(ict_model,
+                                                             monkeypatch):
+  # 501 x 331 px: two columns and two rows of 251 x 166 px tiles (at a
+  # `TILE_SIDE` of 320), the last ones padded by a pixel; the face
+  # crosses every tile border.
+  height, width = 331, 501
+  intrinsics = camera.Intrinsics(jnp.asarray(900.0),
+                                 jnp.asarray([260.0, 150.0]))
+  vertices = ict_model.mean_shape
+  angles = jnp.asarray([0.1, 0.4, 0.0])
+  translation = camera.centring_translation(
+      vertices, ict_model.landmark_vertices, angles, 450.0)
+  background = np.broadcast_to(
+      np.linspace(0.0, 1.0, width, dtype=np.float32)[None, :, None],
+      (height, width, 3))
+  light = jnp.zeros((9, 3)).at[0].set(1.0)
+  draw = lambda: viz.render_shaded(
+      vertices, jnp.full_like(vertices, 0.6), ict_model.triangles, angles,
+      translation, light, intrinsics, height, width, background)
+  assert viz.TILE_SIDE == 320
+  tiled = draw()
+  monkeypatch.setattr(viz, 'TILE_SIDE', 10_000)
+  whole = draw()
+  assert tiled[0].shape == (height, width, 3) and tiled[1].shape == (
+      height, width)
+  # A tile's camera rounds differently: a silhouette pixel may flip.
+  differ = tiled[1] != whole[1]
+  assert differ.sum() <= 3, np.argwhere(differ)
+  np.testing.assert_allclose(tiled[0][~differ], whole[0][~differ],
+                             atol=1e-5)
+  covered = whole[1]
+  assert covered[:166].any() and covered[166:].any()
+  assert covered[:, :251].any() and covered[:, 251:].any()

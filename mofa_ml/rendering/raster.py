@@ -105,7 +105,8 @@ def rasterize(screen: jax.Array, triangles: jax.Array, height: int, width: int,
   low = jnp.ceil(jnp.min(uv, axis=1))
   high = jnp.floor(jnp.max(uv, axis=1))
   limit = jnp.asarray([width - 1, height - 1], uv.dtype)
-  low = jnp.clip(low, 0, limit).astype(jnp.int32)
+  # A triangle wholly beyond the right or bottom edge gets an empty box.
+  low = jnp.clip(low, 0, limit + 1).astype(jnp.int32)
   high = jnp.clip(high, -1, limit).astype(jnp.int32)
   box = jnp.maximum(high - low + 1, 0)
   counts = jnp.where(usable, box[:, 0] * box[:, 1], 0)

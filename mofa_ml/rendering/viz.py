@@ -13,6 +13,14 @@ from mofa_ml.rendering import raster
 from mofa_ml.rendering import shading
 
 
+# Pictures are drawn in tiles of at most this side, all one size: the
+# rasterizer's per-pixel buffers of larger ones spill out of the CPU's
+# cache. Measured on 2 cores, one run: 480 px whole 43 ms, as four 240 px
+# tiles 32 ms; 640 px whole 80 ms, four 320 px tiles 49 ms, nine 214 px
+# tiles 64 ms; 320 px whole 13 ms, four 160 px tiles 17 ms.
+TILE_SIDE = 320
+
+
 @functools.partial(jax.jit, static_argnames=('height', 'width', 'capacity'))
 def _shaded_pixels(vertices, reflectance, triangles, rotation_angles,
                    translation, sh, intrinsics, background, height, width,
@@ -63,19 +71,31 @@ def render_shaded(vertices: jnp.ndarray, reflectance: jnp.ndarray,
   """
   as_float = lambda x: jnp.asarray(x, jnp.float32)
   # One signature per size: a scalar focal length is the same as (f, f).
-  intrinsics = camera.Intrinsics(
-      jnp.broadcast_to(as_float(intrinsics.focal_length), (2,)),
-      as_float(intrinsics.principal_point))
-  if background is None:
-    background = np.zeros((height, width, 3), np.float32)
-  arguments = (as_float(vertices), as_float(reflectance),
-               jnp.asarray(triangles, jnp.int32), as_float(rotation_angles),
-               as_float(translation), as_float(sh), intrinsics,
-               as_float(background))
-  image, mask = raster.with_growing_capacity(
-      lambda capacity: _shaded_pixels(*arguments, height=height, width=width,
-                                      capacity=capacity), height, width)
-  return np.asarray(image), np.asarray(mask)
+  focal = jnp.broadcast_to(as_float(intrinsics.focal_length), (2,))
+  centre = as_float(intrinsics.principal_point)
+  rows, columns = -(-height // TILE_SIDE), -(-width // TILE_SIDE)
+  tile_height, tile_width = -(-height // rows), -(-width // columns)
+  padded = np.zeros((rows * tile_height, columns * tile_width, 3), np.float32)
+  if background is not None:
+    padded[:height, :width] = background
+  mask = np.zeros(padded.shape[:2], bool)
+  mesh_arguments = (as_float(vertices), as_float(reflectance),
+                    jnp.asarray(triangles, jnp.int32),
+                    as_float(rotation_angles), as_float(translation),
+                    as_float(sh))
+  for top in range(0, padded.shape[0], tile_height):
+    for left in range(0, padded.shape[1], tile_width):
+      tile = np.s_[top:top + tile_height, left:left + tile_width]
+      # The tile's camera: the picture's, its principal point moved.
+      arguments = mesh_arguments + (camera.Intrinsics(
+          focal, centre - jnp.asarray([left, top], jnp.float32)),
+                                    jnp.asarray(padded[tile]))
+      padded[tile], mask[tile] = raster.with_growing_capacity(
+          lambda capacity, arguments=arguments: _shaded_pixels(
+              *arguments, height=tile_height, width=tile_width,
+              capacity=capacity), tile_height, tile_width)
+  return (np.ascontiguousarray(padded[:height, :width]),
+          np.ascontiguousarray(mask[:height, :width]))
 
 
 def side_by_side(images: Sequence[np.ndarray], gap: int = 4,
