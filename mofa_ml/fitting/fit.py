@@ -46,8 +46,7 @@ ContinuationStage = gauss_newton.ContinuationStage
 
 
 def final_phase_loss(**overrides) -> objective.LossConfig:
-  """Stage 2's loss with the prior on the base coefficients at stage 1's
-  strength.
+  """Stage 2's loss with the base coefficients' prior at stage 1's strength.
 
   In the paper's weights, w_reg multiplies both the statistical prior and
   the corrective regularisers, and stage 2 raises it 100-fold. Fitting one
@@ -157,9 +156,7 @@ class FitConfig:
   # white light, the geometry no worse, the overlays closer to the photos.
   light_colour_prior: float = 1.0
   reflectance_bound: float = 10.0
-  # The objective's terms at the start and the end (`FitResult`); two
-  # evaluations of the final loss, a quarter of a video frame's fit.
-  report_terms: bool = True
+  report_terms: bool = True  # FitResult's start and end (video: off)
 
   def __post_init__(self):
     if self.base_solver not in BASE_STEPS:
@@ -218,10 +215,8 @@ class FitResult(NamedTuple):
     params: FaceParams (no corrective coefficients: C = 0).
     geometry_offsets: (N, 3) mm.
     reflectance_offsets: (N, 3).
-    start: objective terms at the initial estimate (final-level loss);
-      empty without `FitConfig.report_terms`.
-    end: objective terms at the result (final-level loss); empty without
-      `report_terms`.
+    start, end: objective terms at the initial estimate and the result
+      (final-level loss); empty without `FitConfig.report_terms`.
   """
   params: layout_lib.FaceParams
   geometry_offsets: jax.Array
@@ -276,13 +271,8 @@ def _fit(model: fm.FaceModel, scaling: layout_lib.ParameterScaling,
                                scaling, problem, config.light_colour_prior,
                                config.reflectance_bound)
   variables = _start(setting, initial)
-
-  def terms(params, geometry, reflectance):
-    if not config.report_terms:
-      return {}
-    return adam_phase.terms(setting, config.final_loss, params, geometry,
-                            reflectance)
-
+  terms = (functools.partial(adam_phase.terms, setting, config.final_loss)
+           if config.report_terms else lambda *unused: {})
   raw, geometry, reflectance = variables
   start_terms = terms(scaling.params(setting.layout, raw), geometry,
                       reflectance)
