@@ -28,9 +28,9 @@ from mofa_ml.rendering import viz
 TEXTURE_SIZE = 1024
 OVERLAY_RENDER_SIDE = 640
 # The overlays' square canvases (one compiled renderer each): a region is
-# drawn on the smallest that holds it. Rasterizing grows faster than the
-# pixels (a face: 6 ms at 320, 30 at 480, 56 at 640): a 720p video
-# frame's face region (about 430 px) is drawn on the 480 canvas.
+# drawn on the smallest that holds it (a face: 13 ms at 320, 32 at 480,
+# 49 at 640): a 720p video frame's face region (about 430 px) is drawn on
+# the 480 canvas.
 OVERLAY_CANVAS_SIDES = tuple(OVERLAY_RENDER_SIDE * k // 4 for k in range(1, 5))
 # What `face_files` writes.
 FACE_FILES = ('mesh_base.ply', 'mesh_base.obj', 'mesh_final.ply',

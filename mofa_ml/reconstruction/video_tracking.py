@@ -52,15 +52,20 @@ def face_size(landmarks: np.ndarray) -> float:
   return max(metrics.box_size(landmarks), 1e-6)
 
 
+def centre_shift(landmarks: np.ndarray, previous: np.ndarray) -> float:
+  """How far the centroid of (68, 2) `landmarks` lies from that of
+  `previous`, over `face_size(previous)`."""
+  return float(np.linalg.norm(np.mean(landmarks, axis=0) -
+                              np.mean(previous, axis=0)) / face_size(previous))
+
+
 def nearest_face(detections: List, previous: Optional[np.ndarray]):
-  """The detection whose landmark centroid is nearest to that of the
-  (68, 2) `previous` face, in units of its size; the detector's first (the
-  largest) where there is no previous face."""
+  """The detection with the least `centre_shift` from the (68, 2)
+  `previous` face; the detector's first (the largest) where there is no
+  previous face."""
   if previous is None:
     return detections[0]
-  centre, size = np.mean(previous, axis=0), face_size(previous)
-  return min(detections, key=lambda d: np.linalg.norm(
-      np.mean(d.landmarks, axis=0) - centre) / size)
+  return min(detections, key=lambda d: centre_shift(d.landmarks, previous))
 
 
 def followed(landmarker, frame: np.ndarray, previous: np.ndarray):
@@ -68,12 +73,9 @@ def followed(landmarker, frame: np.ndarray, previous: np.ndarray):
   frame before, by the landmark predictor alone; None where its points
   moved or resized too much to trust (then the detector looks)."""
   face = landmarker.follow(frame, previous)
-  size = face_size(previous)
-  shift = np.linalg.norm(np.mean(face.landmarks, axis=0) -
-                         np.mean(previous, axis=0)) / size
-  resize = abs(face_size(face.landmarks) / size - 1.0)
-  return (face if shift <= MAX_FOLLOWED_SHIFT and
-          resize <= MAX_FOLLOWED_RESIZE else None)
+  resize = abs(face_size(face.landmarks) / face_size(previous) - 1.0)
+  return (face if centre_shift(face.landmarks, previous) <= MAX_FOLLOWED_SHIFT
+          and resize <= MAX_FOLLOWED_RESIZE else None)
 
 
 def redetected(landmarker, frame: np.ndarray, previous: np.ndarray):
@@ -82,13 +84,11 @@ def redetected(landmarker, frame: np.ndarray, previous: np.ndarray):
   for faces at least half its size (`detect`'s `min_face_px`, fourteen
   times faster at 720p); [] where none of those lies within
   `MAX_FOLLOWED_SHIFT` of it (then all faces are looked for)."""
-  size = face_size(previous)
-  faces = landmarker.detect(frame, min_face_px=0.5 * size)
-  if not faces:
+  faces = landmarker.detect(frame, min_face_px=0.5 * face_size(previous))
+  if not faces or centre_shift(nearest_face(faces, previous).landmarks,
+                               previous) > MAX_FOLLOWED_SHIFT:
     return []
-  shift = np.linalg.norm(np.mean(nearest_face(faces, previous).landmarks,
-                                 axis=0) - np.mean(previous, axis=0)) / size
-  return faces if shift <= MAX_FOLLOWED_SHIFT else []
+  return faces
 
 
 class Track(NamedTuple):
