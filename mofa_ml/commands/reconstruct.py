@@ -13,9 +13,10 @@ reflectance.png, shading.png, lit_sphere.png. `sample:<name>` inputs are
 the bundled photos (breakingbad, einstein, takeo).
 
 Videos (.mp4, .avi, .mov, .mkv, .webm): every --frame_step-th frame is
-reconstructed; the first face fixes the identity (shape, reflectance,
-correctives) and later frames fit pose, expression and light from the
-previous frame; pose and expression are smoothed over --smooth_frames.
+reconstructed; the fits of up to five sharp, near-frontal frames fix the
+identity (shape, reflectance, correctives) and every frame fits pose,
+expression and light from the previous one; pose and expression are
+smoothed over --smooth_frames.
 <output>/<video name>/ gets parameters.npz (per-frame parameter vectors
 and ARKit weights), identity_final.ply, overlay.mp4, live_link.csv (the
 weights and head rotation per frame in Live Link Face's layout) and

@@ -1,6 +1,7 @@
 """Per-image fitting (analysis by synthesis) with the training objective.
 
-A start and two phases on one face, jitted together:
+A start and two phases on one face, jitted together (and the traced
+program kept on disk, `compilation_cache.call_exported`):
   0. start (`_start`): the mean face at the pose that best explains the
      landmarks (`pose_start.landmark_pose`), or a regressor's prediction
      (`initial`);
@@ -29,6 +30,7 @@ import jax
 import jax.numpy as jnp
 import optax
 
+from mofa_ml import compilation_cache
 from mofa_ml.facemodel import face_model as fm
 from mofa_ml.facemodel import layout as layout_lib
 from mofa_ml.facemodel import levels
@@ -249,23 +251,21 @@ def fit_face(model: fm.FaceModel, intrinsics: camera.Intrinsics,
       the mean face.
     dense: dense landmarks in the crop (their weights times
       `config.dense_weight`), or None.
-
-  Returns:
-    FitResult.
   """
   scaling = layout_lib.parameter_scaling(model, fit_layout(model))
   if dense is not None:
     dense = dense._replace(weight=dense.weight * config.dense_weight)
-  return _fit(model, scaling, intrinsics,
-              least_squares.Problem(image, landmarks, confidence, dense),
-              config, initial)
+  problem = least_squares.Problem(image, landmarks, confidence, dense)
+  return compilation_cache.call_exported(
+      'fit', _fit, (model, scaling, intrinsics, problem, initial),
+      {'config': config})
 
 
 @functools.partial(jax.jit, static_argnames=('config',))
 def _fit(model: fm.FaceModel, scaling: layout_lib.ParameterScaling,
          intrinsics: camera.Intrinsics, problem: least_squares.Problem,
-         config: FitConfig,
-         initial: Optional[network.Prediction]) -> FitResult:
+         initial: Optional[network.Prediction],
+         config: FitConfig) -> FitResult:
   """`fit_face`'s start and phases, compiled together."""
   setting = adam_phase.Setting(model, intrinsics, fit_layout(model),
                                scaling, problem, config.light_colour_prior,
