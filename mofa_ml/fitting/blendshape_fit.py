@@ -21,6 +21,7 @@ import jax
 import jax.numpy as jnp
 import optax
 
+from mofa_ml import compilation_cache
 from mofa_ml.facemodel import face_model as fm
 from mofa_ml.facemodel import layout as layout_lib
 from mofa_ml.learning import objective
@@ -57,7 +58,6 @@ class Refined(NamedTuple):
   terms: Dict[str, jax.Array]
 
 
-@functools.partial(jax.jit, static_argnames=('loss', 'config'))
 def refine(model: fm.FaceModel, to_coefficients: jax.Array,
            intrinsics: camera.Intrinsics, loss: objective.LossConfig,
            params: layout_lib.FaceParams, geometry_offsets: jax.Array,
@@ -81,6 +81,18 @@ def refine(model: fm.FaceModel, to_coefficients: jax.Array,
   Returns:
     Refined.
   """
+  return compilation_cache.call_exported(
+      'refine', _refine, (model, to_coefficients, intrinsics, params,
+                          geometry_offsets, reflectance_offsets, image,
+                          landmarks, confidence, start),
+      {'loss': loss, 'config': config})
+
+
+@functools.partial(jax.jit, static_argnames=('loss', 'config'))
+def _refine(model, to_coefficients, intrinsics, params, geometry_offsets,
+            reflectance_offsets, image, landmarks, confidence, start, loss,
+            config) -> Refined:
+  """`refine`, compiled (its static arguments last)."""
   chex.assert_shape(to_coefficients, (start.shape[0], model.num_expression))
   key = jax.random.PRNGKey(0)
   sigma = model.shape_sigma
