@@ -107,15 +107,16 @@ def _write_atomically(path: str, data: bytes) -> None:
 def _program(path: str, function: Callable, tree: Any,
              static: Tuple[Tuple[str, Any], ...],
              avals: Tuple[jax.ShapeDtypeStruct, ...]
-             ) -> Tuple[export.Exported, Any]:
+             ) -> Optional[Tuple[export.Exported, Any]]:
   """The exported program of `function` at `path` (read, or traced and
-  written there) and its output's tree structure."""
+  written there) and its output's tree structure; None where it cannot be
+  exported."""
   try:
     with open(path, 'rb') as f:
       blob, out_tree = pickle.load(f)
     return export.deserialize(bytearray(blob)), out_tree
-  except (OSError, EOFError, ValueError, TypeError, pickle.UnpicklingError):
-    pass  # absent or unreadable: traced anew and rewritten
+  except Exception:  # pylint: disable=broad-except
+    pass  # absent, damaged or from elsewhere: traced anew and rewritten
   out_trees = []
 
   def flat(*leaves):
@@ -124,7 +125,12 @@ def _program(path: str, function: Callable, tree: Any,
     out_trees.append(out_tree)
     return out_leaves
 
-  exported = export.export(jax.jit(flat))(*avals)
+  try:
+    exported = export.export(jax.jit(flat))(*avals)
+  except Exception:  # pylint: disable=broad-except
+    # Not exportable (or failing): the caller runs `function` itself,
+    # which raises the error again where it is a real one.
+    return None
   try:
     _write_atomically(path, pickle.dumps((exported.serialize(),
                                           out_trees[0])))
@@ -165,5 +171,8 @@ def call_exported(name: str, function: Callable, args: Tuple,
       jax.__version__, jax.default_backend(), _source_digest())).encode())
   path = os.path.join(directory, EXPORTED_FOLDER,
                       f'{name}-{key.hexdigest()[:32]}')
-  exported, out_tree = _program(path, function, tree, static, avals)
+  program = _program(path, function, tree, static, avals)
+  if program is None:
+    return function(*args, **dict(static))
+  exported, out_tree = program
   return jax.tree_util.tree_unflatten(out_tree, exported.call(*leaves))

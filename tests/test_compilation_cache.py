@@ -125,6 +125,12 @@ def test_without_a_folder_or_inside_a_trace_the_function_runs_as_it_is(
   np.testing.assert_allclose(run(jnp.ones((2, 2)), str(tmp_path)),
                              np.full((2, 2), 2.0))
   assert len(os.listdir(tmp_path / compilation_cache.EXPORTED_FOLDER)) == 2
+  # A program that cannot be exported (a host callback) runs as it is.
+  host = jax.jit(lambda x: jax.pure_callback(
+      lambda y: np.asarray(y) * 3, jax.ShapeDtypeStruct(x.shape, x.dtype), x))
+  np.testing.assert_allclose(compilation_cache.call_exported(
+      'host', host, (jnp.ones(2),), {}, directory=str(tmp_path)), [3.0, 3.0])
+  assert len(os.listdir(tmp_path / compilation_cache.EXPORTED_FOLDER)) == 2
 
 
 @pytest.mark.heavy
