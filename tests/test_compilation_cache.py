@@ -135,8 +135,9 @@ def test_without_a_folder_or_inside_a_trace_the_function_runs_as_it_is(
 
 @pytest.mark.heavy
 def test_a_photo_fits_the_same_through_its_kept_program(tmp_path):
-  """The first run traces and keeps the fit, the second runs what it kept,
-  the third (no cache) traces and compiles as before: one mesh."""
+  """The first run traces and keeps the fit and the ARKit refinement, the
+  second runs what it kept, the third (no cache) traces and compiles as
+  before: one mesh, one set of ARKit weights."""
   photo = samples.sample_faces()['takeo'].image_path
   meshes = []
   for run, folder in enumerate((str(tmp_path / 'jax'),) * 2 + ('off',)):
@@ -147,8 +148,11 @@ def test_a_photo_fits_the_same_through_its_kept_program(tmp_path):
         capture_output=True, text=True, timeout=900,
         env=dict(os.environ, MOFA_COMPILATION_CACHE=folder))
     assert result.returncode == 0, result.stderr
-    meshes.append((output / 'takeo' / 'mesh_final.ply').read_bytes())
+    arkit = json.loads((output / 'takeo' /
+                        'reconstruction.json').read_text())['arkit']
+    meshes.append(((output / 'takeo' / 'mesh_final.ply').read_bytes(),
+                   arkit))
     if run == 0:
       kept = os.listdir(tmp_path / 'jax' / compilation_cache.EXPORTED_FOLDER)
-      assert [name.split('-')[0] for name in kept] == ['fit']
+      assert sorted(name.split('-')[0] for name in kept) == ['fit', 'refine']
   assert meshes[0] == meshes[1] == meshes[2]
