@@ -23,6 +23,8 @@ from typing import Any, Callable, Dict, Optional, Tuple
 import jax
 from jax import export
 
+from mofa_ml import image_io
+
 ENVIRONMENT_VARIABLE = 'MOFA_COMPILATION_CACHE'
 # Programs that compile faster than this are not worth a disk round trip.
 MIN_COMPILE_SECONDS = 0.5
@@ -90,19 +92,6 @@ def _source_digest() -> str:
   return digest.hexdigest()
 
 
-def _write_atomically(path: str, data: bytes) -> None:
-  os.makedirs(os.path.dirname(path), exist_ok=True)
-  handle, temporary = tempfile.mkstemp(dir=os.path.dirname(path),
-                                       prefix='.partial-')
-  try:
-    with os.fdopen(handle, 'wb') as f:
-      f.write(data)
-    os.replace(temporary, path)
-  finally:
-    if os.path.exists(temporary):
-      os.remove(temporary)
-
-
 @functools.lru_cache(maxsize=32)
 def _program(path: str, function: Callable, tree: Any,
              static: Tuple[Tuple[str, Any], ...],
@@ -132,8 +121,9 @@ def _program(path: str, function: Callable, tree: Any,
     # which raises the error again where it is a real one.
     return None
   try:
-    _write_atomically(path, pickle.dumps((exported.serialize(),
-                                          out_trees[0])))
+    image_io.atomic_write_bytes(
+        path, pickle.dumps((exported.serialize(), out_trees[0])),
+        overwrite=True)
   except OSError:
     pass  # an unwritable folder: the program still runs, traced each time
   return exported, out_trees[0]
